@@ -1,0 +1,16 @@
+"""xeval: evaluate the explanations of visual anomaly detectors.
+
+The package is organised by role (see README):
+
+- :mod:`xeval.data`        dataset readers and the built-in synthetic benchmarks
+- :mod:`xeval.adapters`    any detector -> :class:`~xeval.adapters.Detector`
+- :mod:`xeval.explainers`  native maps, controls, attributions
+- :mod:`xeval.metrics`     pure metric functions and mergeable metric states
+- :mod:`xeval.protocols`   declarative run configurations (YAML)
+- :mod:`xeval.engine`      runs a protocol and produces the results table
+- :mod:`xeval.reports`     tables, figures, HTML/Markdown reports
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

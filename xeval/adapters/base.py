@@ -1,0 +1,61 @@
+"""The one interface every detector is wrapped into.
+
+Contract (DESIGN.md): **higher score = more anomalous, always**. Adapters fix the sign
+of libraries that use the opposite convention (scikit-learn's ``score_samples``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+
+class Detector(ABC):
+    """An anomaly detector on images.
+
+    Subclasses implement :meth:`fit` and :meth:`predict`; :meth:`score` and
+    :meth:`anomaly_map` are derived from it. A detector that can give a differentiable
+    image score returns a torch callable ``(B, C, H, W) -> (B,)`` from
+    :meth:`torch_score` (used by gradient attributions); others return None.
+
+    Attributes
+    ----------
+    name:
+        Short identifier used in result tables.
+    input_size:
+        ``(H, W)`` the detector expects; the engine resizes images to it.
+    """
+
+    name: str = "detector"
+    input_size: tuple[int, int] = (128, 128)
+    differentiable: bool = False
+
+    @abstractmethod
+    def fit(self, batches: Iterable[np.ndarray]) -> Detector:
+        """Fit on normal images only; ``batches`` yields ``(B, C, H, W)`` float32 arrays."""
+
+    @abstractmethod
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(scores (B,), maps (B, h, w))`` as float32 numpy arrays.
+
+        The map is at the detector's own resolution; the engine upsamples it to the
+        mask's native size.
+        """
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """Image anomaly scores ``(B,)``, higher = more anomalous."""
+        return self.predict(images)[0]
+
+    def anomaly_map(self, images: np.ndarray) -> np.ndarray:
+        """Pixel anomaly maps ``(B, h, w)``, higher = more anomalous."""
+        return self.predict(images)[1]
+
+    def torch_score(self) -> Callable | None:
+        """A differentiable ``(B, C, H, W) torch.Tensor -> (B,)`` score, or None."""
+        return None
+
+    def config(self) -> dict:
+        """Hyper-parameters that identify this detector (recorded in the manifest)."""
+        return {"name": self.name}
