@@ -69,7 +69,8 @@ def check_map(a: np.ndarray, name: str) -> np.ndarray:
         a = a.astype(np.float32 if a.dtype.itemsize <= 2 else np.float64)
     elif not np.issubdtype(a.dtype, np.floating):
         raise InputError(f"{name} must be a real-valued array, got dtype {a.dtype}")
-    if not np.isfinite(a).all():
+    # min/max propagate NaN and expose inf without a full-size temporary
+    if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise InputError(
             f"{name} holds non-finite values (first at index {tuple(int(i) for i in bad)}: "

@@ -19,11 +19,12 @@ Modes
 -----
 ``exact``: keeps the negative scores (4 bytes a pixel for float32 maps) and sorts them
 once at :meth:`compute`; identical to the reference definitions.
-``binned``: streaming, memory independent of the number of images and no score range
-needed up front: scores are binned on their float32 bit pattern (``bits`` mantissa bits
-kept, i.e. bins of relative width ``2**-bits`` at any magnitude); every bin acts as one
-tied score and :meth:`compute` reports a guaranteed bound on the error of each metric
-against the exact value (``error_bound/<metric>``).
+``binned``: streaming, memory independent of the number of images (``2 * octaves *
+2**bits + 1`` bins, 75 MB at the defaults) and no score range needed up front: scores
+are binned on their float32 bit pattern (bins of relative width ``2**-bits`` over the
+``octaves`` octaves below the largest magnitude seen); every bin acts as one tied score
+and :meth:`compute` reports a guaranteed bound on the error of each metric against the
+exact value (``error_bound/<metric>``).
 """
 
 from __future__ import annotations
@@ -106,145 +107,158 @@ class ExactPixelState:
 
 
 # ---------------------------------------------------------------------------- binned
-def _float_keys(values: np.ndarray) -> np.ndarray:
-    """Order-preserving uint32 keys of float32 values (-0.0 mapped to +0.0)."""
-    v = np.asarray(values, dtype=np.float32) + np.float32(0.0)
-    u = v.view(np.uint32)
-    flip = (v.view(np.int32) >> 31).view(np.uint32) | np.uint32(0x80000000)
-    return u ^ flip
-
-
-def _key_to_float(keys: np.ndarray) -> np.ndarray:
-    keys = keys.astype(np.uint32)
-    neg = keys < np.uint32(0x80000000)
-    u = np.where(neg, ~keys, keys ^ np.uint32(0x80000000)).astype(np.uint32)
-    return u.view(np.float32).astype(np.float64)
+def _exponent(x: float) -> int:
+    """Biased float32 exponent of ``|x|`` (0 for zero and subnormals)."""
+    return int(np.abs(np.float32(x)).view(np.uint32)) >> 23
 
 
 @dataclass
 class BinnedPixelState:
-    """Histograms over bins of the float32 bit pattern: all pixels, positive pixels and
-    positive region weights. ``base`` is the first bin held; arrays grow as needed and
-    are coarsened (one mantissa bit less) if they would exceed ``max_bins``."""
+    """Streaming histograms on the float32 bit pattern of the scores.
+
+    A score ``v`` falls in a bin of relative width ``2**-bits`` of ``|v|``: bins are
+    log-spaced, so no score range is needed up front. The ``octaves`` octaves below the
+    largest magnitude seen so far are resolved; smaller magnitudes (``|v| <
+    2**(-octaves) * max|v|``) share one bin around zero. Layout of the arrays (fixed
+    size ``2 * octaves * 2**bits + 1``): negative scores (descending magnitude), the zero
+    bin, positive scores (ascending). When a larger magnitude arrives, the content
+    shifts down and bins falling out of range merge into the zero bin (exact for
+    counts). The error this binning causes is bounded at :meth:`summary` time.
+    """
 
     bits: int = 16
-    max_bins: int = 1 << 22
-    base: int = 0
-    n_all: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    n_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    w_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    octaves: int = 24
+    e_cut: int = -1  # smallest resolved biased exponent; -1 = nothing seen yet
+    n_all: np.ndarray | None = None
+    n_pos: np.ndarray | None = None
+    w_pos: np.ndarray | None = None
     n_regions: int = 0
     n_images: int = 0
+
+    @property
+    def half(self) -> int:
+        return self.octaves << self.bits
 
     @property
     def shift(self) -> int:
         return 23 - self.bits
 
-    def _ensure(self, lo: int, hi: int) -> None:
-        """Make bins ``lo..hi`` (inclusive, at the current resolution) addressable."""
-        if self.n_all.size == 0:
-            new_base, new_end = lo, hi + 1
-        else:
-            new_base = min(self.base, lo)
-            new_end = max(self.base + self.n_all.size, hi + 1)
-        while new_end - new_base > self.max_bins and self.bits > 0:
-            self._coarsen()
-            lo, hi = lo >> 1, hi >> 1
-            new_base = min(self.base, lo) if self.n_all.size else lo
-            new_end = max(self.base + self.n_all.size, hi + 1) if self.n_all.size else hi + 1
-        if self.n_all.size and new_base == self.base and new_end == self.base + self.n_all.size:
-            return
-        size = new_end - new_base
-        off = self.base - new_base
-        for name, dt in (("n_all", np.int64), ("n_pos", np.int64), ("w_pos", np.float64)):
-            old = getattr(self, name)
-            arr = np.zeros(size, dt)
-            arr[off : off + old.size] = old
-            setattr(self, name, arr)
-        self.base = new_base
+    def _alloc(self) -> None:
+        size = 2 * self.half + 1
+        self.n_all = np.zeros(size, np.int64)
+        self.n_pos = np.zeros(size, np.int64)
+        self.w_pos = np.zeros(size, np.float64)
 
-    def _coarsen(self) -> None:
-        """Halve the resolution: merge bins 2k and 2k+1 (exact for counts)."""
-        if self.n_all.size:
-            idx = ((np.arange(self.n_all.size) + self.base) >> 1) - (self.base >> 1)
-            size = int(idx[-1]) + 1
-            self.n_all = np.bincount(idx, self.n_all, size).astype(np.int64)
-            self.n_pos = np.bincount(idx, self.n_pos, size).astype(np.int64)
-            self.w_pos = np.bincount(idx, self.w_pos, size)
-            self.base >>= 1
-        self.bits -= 1
+    def _raise_cut(self, e_cut: int) -> None:
+        """Move the resolved range up to start at exponent ``e_cut``."""
+        if self.n_all is None:
+            self._alloc()
+        elif e_cut > self.e_cut >= 0:
+            d = (e_cut - self.e_cut) << self.bits
+            z = self.half
+            for arr in (self.n_all, self.n_pos, self.w_pos):
+                if d >= self.half:
+                    arr[z] = arr.sum()
+                    arr[:z] = 0
+                    arr[z + 1 :] = 0
+                    continue
+                # positive side: index z + pb -> z + pb - d, pb <= d merges into zero
+                arr[z] += arr[z + 1 : z + 1 + d].sum() + arr[z - d : z].sum()
+                arr[z + 1 : -d] = arr[z + 1 + d :].copy()
+                arr[-d:] = 0
+                # negative side mirrored: index z - nb -> z - nb + d
+                arr[d:z] = arr[: z - d].copy()
+                arr[:d] = 0
+        self.e_cut = e_cut
 
-    def _bins(self, values: np.ndarray) -> np.ndarray:
-        return (_float_keys(values.ravel()) >> np.uint32(self.shift)).astype(np.int64)
+    def _bins(self, v: np.ndarray, signed: bool) -> np.ndarray:
+        """Index of every score in the fixed layout (int64)."""
+        u = v.view(np.uint32)
+        mag = (u & np.uint32(0x7FFFFFFF)) if signed else u
+        pb = (mag >> np.uint32(self.shift)).astype(np.int64)
+        pb -= (self.e_cut << self.bits) - 1
+        np.maximum(pb, 0, out=pb)
+        if signed:
+            np.negative(pb, out=pb, where=v < 0)
+        pb += self.half
+        return pb
 
     def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
         for m, a in _chunks(mask, amap):
-            b = self._bins(a)
-            lo, hi = int(b.min()), int(b.max())
-            bits = self.bits
-            self._ensure(lo, hi)
-            if self.bits != bits:  # coarsened to stay within max_bins
-                b = self._bins(a)
-                lo, hi = int(b.min()), int(b.max())
+            v = a.ravel()
+            if v.dtype != np.float32:
+                v = v.astype(np.float32)
+            vmin, vmax = v.min(), v.max()
+            e_max = max(_exponent(vmin), _exponent(vmax))
+            e_cut = max(e_max - self.octaves + 1, 0)
+            if e_cut > self.e_cut or self.n_all is None:
+                self._raise_cut(max(e_cut, self.e_cut))
+            signed = bool(vmin < 0)
+            if vmin == 0:
+                v = v + np.float32(0.0)  # -0.0 -> +0.0
+            b = self._bins(v, signed)
+            lo = int(b.min())
+            n = int(b.max()) - lo + 1
             b -= lo
-            s0 = lo - self.base
-            self.n_all[s0 : s0 + hi - lo + 1] += np.bincount(b, minlength=hi - lo + 1)
-            mflat = m.ravel()
-            bp = b[mflat]
-            if bp.size:
-                w, n = positive_weights(m)
-                self.n_pos[s0 : s0 + hi - lo + 1] += np.bincount(bp, minlength=hi - lo + 1)
-                self.w_pos[s0 : s0 + hi - lo + 1] += np.bincount(bp, w, minlength=hi - lo + 1)
-                self.n_regions += n
+            self.n_all[lo : lo + n] += np.bincount(b, minlength=n)
+            idx = np.flatnonzero(m)
+            if idx.size:
+                bp = b[idx]
+                w, nreg = positive_weights(m)
+                self.n_pos[lo : lo + n] += np.bincount(bp, minlength=n)
+                self.w_pos[lo : lo + n] += np.bincount(bp, w, minlength=n)
+                self.n_regions += nreg
             self.n_images += 1 if m.ndim == 2 else m.shape[0]
 
+    def copy(self) -> BinnedPixelState:
+        c = BinnedPixelState(
+            self.bits, self.octaves, self.e_cut, None, None, None, self.n_regions, self.n_images
+        )
+        if self.n_all is not None:
+            c.n_all, c.n_pos, c.w_pos = self.n_all.copy(), self.n_pos.copy(), self.w_pos.copy()
+        return c
+
     def merge(self, other: BinnedPixelState) -> BinnedPixelState:
-        a = BinnedPixelState(
-            self.bits,
-            self.max_bins,
-            self.base,
-            self.n_all.copy(),
-            self.n_pos.copy(),
-            self.w_pos.copy(),
-            self.n_regions,
-            self.n_images,
-        )
-        b = BinnedPixelState(
-            other.bits,
-            other.max_bins,
-            other.base,
-            other.n_all.copy(),
-            other.n_pos.copy(),
-            other.w_pos.copy(),
-            other.n_regions,
-            other.n_images,
-        )
-        while a.bits > b.bits:
-            a._coarsen()
-        while b.bits > a.bits:
-            b._coarsen()
-        if b.n_all.size:
-            a._ensure(b.base, b.base + b.n_all.size - 1)
-            while a.bits > b.bits:  # a coarsened to fit; follow it
-                b._coarsen()
-                a._ensure(b.base, b.base + b.n_all.size - 1)
-            s0 = b.base - a.base
-            sl = slice(s0, s0 + b.n_all.size)
-            a.n_all[sl] += b.n_all
-            a.n_pos[sl] += b.n_pos
-            a.w_pos[sl] += b.w_pos
+        if (self.bits, self.octaves) != (other.bits, other.octaves):
+            raise ValueError(
+                "cannot merge binned states of different resolution: "
+                f"bits/octaves {self.bits}/{self.octaves} vs {other.bits}/{other.octaves}"
+            )
+        a, b = self.copy(), other.copy()
+        if b.n_all is None:
+            return a
+        if a.n_all is None:
+            return b
+        cut = max(a.e_cut, b.e_cut)
+        a._raise_cut(cut)
+        b._raise_cut(cut)
+        a.n_all += b.n_all
+        a.n_pos += b.n_pos
+        a.w_pos += b.w_pos
         a.n_regions += b.n_regions
         a.n_images += b.n_images
         return a
 
+    def _edges(self, idx: np.ndarray) -> np.ndarray:
+        """Lower edge (score) of each bin index (zero bin: 0)."""
+        rel = idx - self.half
+        mag = (np.abs(rel) - 1 + (self.e_cut << self.bits)).astype(np.uint64)
+        lo_mag = (mag << np.uint64(self.shift)).astype(np.uint32).view(np.float32)
+        hi_mag = (((mag + 1) << np.uint64(self.shift)) - 1).astype(np.uint32).view(np.float32)
+        out = np.where(rel > 0, lo_mag, -hi_mag).astype(np.float64)
+        out[rel == 0] = 0.0
+        return out
+
     def summary(self) -> ranking.RankSummary:
+        if self.n_all is None:
+            self._alloc()
+            self.e_cut = 0
         neg = self.n_all - self.n_pos
         neg_ge = np.cumsum(neg[::-1])[::-1]
         neg_gt = neg_ge - neg
         keep = np.flatnonzero(self.n_pos > 0)[::-1]  # descending score
-        edges = _key_to_float((keep + self.base).astype(np.uint64) << self.shift)
         return ranking.RankSummary(
-            thresholds=edges,
+            thresholds=self._edges(keep),
             m=self.n_pos[keep],
             w=self.w_pos[keep],
             neg_ge=neg_ge[keep],
@@ -273,7 +287,7 @@ class PixelRanking:
         fpr_limits=(0.3,),
         mode: str = "exact",
         bits: int = 16,
-        max_bins: int = 1 << 22,
+        octaves: int = 24,
         curves: bool = False,
         curve_points: int = 512,
     ):
@@ -287,14 +301,16 @@ class PixelRanking:
         self.fpr_limits = tuple(float(x) for x in fpr_limits)
         self.mode = mode
         self.bits = int(bits)
-        self.max_bins = int(max_bins)
+        if not 1 <= int(octaves) <= 254:
+            raise ValueError(f"octaves must be in 1..254, got {octaves!r}")
+        self.octaves = int(octaves)
         self.curves = curves
         self.curve_points = int(curve_points)
 
     def init(self):
         if self.mode == "exact":
             return ExactPixelState()
-        return BinnedPixelState(bits=self.bits, max_bins=self.max_bins)
+        return BinnedPixelState(bits=self.bits, octaves=self.octaves)
 
     def update(self, state, masks, maps):
         for m, a in paired(masks, maps):

@@ -48,7 +48,7 @@ def summarize_sorted(
     """Exact summary from the ascending-sorted negative scores and the positive scores
     with their region weights (any order)."""
     n_neg = int(neg_sorted.size)
-    order = np.argsort(pos, kind="stable")
+    order = np.argsort(pos)  # order inside ties is irrelevant: they are summed
     pv = pos[order]
     pw = pos_w[order]
     if pv.size:
@@ -132,10 +132,9 @@ def area_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
     """Trapezoidal area under the polyline ``(x, y)`` (``x`` non-decreasing) for
     ``x`` in ``[0, limit]``, the value at ``limit`` linearly interpolated; divided by
     ``limit``."""
-    x0, x1 = x[:-1], x[1:]
-    y0, y1 = y[:-1], y[1:]
-    keep = x0 < limit
-    x0, x1, y0, y1 = x0[keep], x1[keep], y0[keep], y1[keep]
+    j = int(np.searchsorted(x, limit, side="left"))  # segments starting below limit
+    x0, x1 = x[:j], x[1 : j + 1]
+    y0, y1 = y[:j], y[1 : j + 1]
     cut = x1 > limit
     if cut.any():
         width = x1[cut] - x0[cut]

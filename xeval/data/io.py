@@ -1,0 +1,317 @@
+"""Readers for images, ground-truth masks and anomaly maps.
+
+All readers raise :class:`~xeval.errors.DatasetError` naming the file, the value that
+was found and what was expected.
+
+Supported formats
+-----------------
+- images: ``.png .jpg .jpeg .bmp .tif .tiff`` (``.tif``/``.tiff`` through ``tifffile``,
+  the rest through Pillow). EXIF orientation tags are **not** applied: pixels are read
+  as stored, which is what dataset masks are drawn on.
+- masks: any single-channel image (or one whose channels are identical) holding only
+  ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit files; boolean files as is).
+- maps: ``.npy`` (any numeric dtype), ``.tif``/``.tiff`` (float or integer), ``.png``
+  (raw integer values, **quantised**: a PNG map has at most 65536 levels and is not
+  rescaled, so a 0/255 PNG map yields values in ``[0, 255]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from xeval.errors import DatasetError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAP_EXTENSIONS",
+    "is_image_file",
+    "image_size",
+    "read_image",
+    "read_mask",
+    "read_map",
+]
+
+#: File extensions (lower case) accepted for images and masks.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File extensions (lower case) accepted by :func:`read_map`.
+MAP_EXTENSIONS: tuple[str, ...] = (".npy", ".tif", ".tiff", ".png")
+_TIFF = (".tif", ".tiff")
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a visible file whose extension is in :data:`IMAGE_EXTENSIONS`."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+
+
+def _raw_array(path: Path) -> np.ndarray:
+    """The stored pixel array of an image file, without any conversion."""
+    if not path.is_file():
+        raise DatasetError(f"image file {path} does not exist (expected a readable file)")
+    try:
+        if path.suffix.lower() in _TIFF:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        with Image.open(path) as img:
+            if img.mode == "P":
+                # Palette images: keep the colours for images, indices are meaningless.
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except DatasetError:
+        raise
+    except Exception as exc:  # corrupt or unsupported file
+        raise DatasetError(
+            f"cannot read image file {path}: {type(exc).__name__}: {exc} "
+            f"(expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        ) from exc
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of an image file, read from its header only where possible.
+
+    Parameters
+    ----------
+    path:
+        Image file.
+
+    Returns
+    -------
+    tuple of int
+        Height and width in pixels.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"image file {p} does not exist (expected a readable file)")
+    try:
+        with Image.open(p) as img:  # lazy: reads the header only
+            w, h = img.size
+            return int(h), int(w)
+    except Exception:
+        pass
+    if p.suffix.lower() in _TIFF:
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                shape = tif.series[0].shape
+            arr_shape = _squeeze_shape(shape)
+            return int(arr_shape[0]), int(arr_shape[1])
+        except Exception as exc:
+            raise DatasetError(f"cannot read the header of image file {p}: {exc}") from exc
+    raise DatasetError(
+        f"cannot read the header of image file {p} (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+    )
+
+
+def _squeeze_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Drop leading singleton axes (e.g. a 1-page TIFF stored as (1, H, W))."""
+    shape = tuple(shape)
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _to_unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Integer or float pixels -> float32 in [0, 1] (integers scaled by the dtype max)."""
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535.0)
+    if np.issubdtype(arr.dtype, np.integer):
+        # e.g. Pillow mode "I" (int32) for 16-bit files
+        lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+        if lo < 0 or hi > 65535:
+            raise DatasetError(
+                f"image file {path} holds integer values in [{lo}, {hi}] "
+                "(expected 8-bit [0, 255] or 16-bit [0, 65535] pixels)"
+            )
+        scale = 255.0 if hi <= 255 else 65535.0
+        return arr.astype(np.float32) / np.float32(scale)
+    if np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
+        if not (np.isfinite(out).all() and lo >= 0.0 and hi <= 1.0):
+            raise DatasetError(
+                f"image file {path} holds float values in [{lo}, {hi}] or non-finite "
+                "values (expected float images in [0, 1])"
+            )
+        return out
+    raise DatasetError(f"image file {path} has unsupported pixel type {arr.dtype}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 ``(H, W, 3)`` in ``[0, 1]``.
+
+    Grayscale images are replicated to 3 channels, an alpha channel is dropped, 16-bit
+    images are divided by 65535 (8-bit by 255).
+
+    Parameters
+    ----------
+    path:
+        Image file (``.png .jpg .jpeg .bmp .tif .tiff``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape ``(H, W, 3)``.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing, unreadable, or not a 2-D gray / RGB(A) image.
+    """
+    p = Path(path)
+    arr = _raw_array(p)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # channel-first TIFF
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 2:  # gray + alpha
+        arr = np.repeat(arr[..., :1], 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 4:  # RGBA
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise DatasetError(
+            f"image file {p} has pixel array shape {arr.shape} "
+            "(expected (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA)"
+        )
+    return np.ascontiguousarray(_to_unit_float(arr, p))
+
+
+def _single_channel(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Reduce ``(H, W, C)`` with identical channels to ``(H, W)``; refuse anything else."""
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4):  # drop alpha
+        arr = arr[..., : arr.shape[-1] - 1]
+    if arr.ndim == 3:
+        if arr.shape[-1] == 1:
+            return arr[..., 0]
+        first = arr[..., 0]
+        if all(np.array_equal(first, arr[..., c]) for c in range(1, arr.shape[-1])):
+            return first
+        raise DatasetError(
+            f"{what} file {path} has {arr.shape[-1]} different channels, shape {arr.shape} "
+            "(expected a single-channel image or identical channels)"
+        )
+    if arr.ndim != 2:
+        raise DatasetError(f"{what} file {path} has shape {arr.shape} (expected (H, W))")
+    return arr
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a binary ground-truth mask as bool ``(H, W)``.
+
+    Accepted values: ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit files), in a
+    single-channel image or one whose channels are identical; palette images are read as
+    their indices (``{0, 1}``). Any other value is an error: masks are never thresholded
+    silently (a JPEG-compressed mask, for instance, is refused).
+
+    Parameters
+    ----------
+    path:
+        Mask file (any of :data:`IMAGE_EXTENSIONS`).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool array of shape ``(H, W)``.
+
+    Raises
+    ------
+    DatasetError
+        Missing file, multi-channel mask, or non-binary values (the message lists them).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"mask file {p} does not exist (expected a binary mask image)")
+    try:
+        if p.suffix.lower() in _TIFF:
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(p))
+        else:
+            with Image.open(p) as img:
+                arr = np.asarray(img)  # palette ("P") masks: indices
+    except Exception as exc:
+        raise DatasetError(f"cannot read mask file {p}: {type(exc).__name__}: {exc}") from exc
+    arr = _single_channel(arr, p, "mask")
+    if arr.dtype == bool:
+        return arr.copy()
+    values = np.unique(arr)
+    allowed = [{0, 1}, {0, 255}] + ([{0, 65535}] if arr.dtype == np.uint16 else [])
+    vset = {v.item() for v in values}
+    if not any(vset <= a for a in allowed):
+        shown = ", ".join(str(v) for v in values[:10]) + (" ..." if values.size > 10 else "")
+        raise DatasetError(
+            f"mask file {p} is not binary: it holds {values.size} distinct values "
+            f"[{shown}] (expected only 0/255 or 0/1)"
+        )
+    return arr > 0
+
+
+def read_map(path: str | os.PathLike) -> np.ndarray:
+    """Read an anomaly map (or attribution map) as float32 ``(H, W)``.
+
+    ``.npy`` and ``.tif``/``.tiff`` keep their values (cast to float32); ``.png`` maps
+    give their raw integer values as floats (quantised, not rescaled). Singleton axes
+    are squeezed (``(1, H, W)``, ``(H, W, 1)``). NaN and inf are passed through: the
+    metrics validate them.
+
+    Parameters
+    ----------
+    path:
+        Map file (``.npy .tif .tiff .png``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape ``(H, W)``.
+
+    Raises
+    ------
+    DatasetError
+        Missing file, unsupported extension, or an array that is not 2-D after squeezing
+        (e.g. a 3-D array with more than one channel).
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in MAP_EXTENSIONS:
+        raise DatasetError(
+            f"map file {p} has extension {ext!r} (expected one of {', '.join(MAP_EXTENSIONS)})"
+        )
+    if not p.is_file():
+        raise DatasetError(f"map file {p} does not exist")
+    try:
+        if ext == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif ext in _TIFF:
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(p))
+        else:
+            with Image.open(p) as img:
+                arr = np.asarray(img)
+    except Exception as exc:
+        raise DatasetError(f"cannot read map file {p}: {type(exc).__name__}: {exc}") from exc
+    if arr.ndim > 2:
+        arr = arr.squeeze()
+        if arr.ndim < 2:  # e.g. (1, 1, W): keep two axes
+            arr = arr.reshape(1, -1) if arr.ndim == 1 else arr.reshape(1, 1)
+    if arr.ndim != 2:
+        raise DatasetError(
+            f"map file {p} holds an array of shape {arr.shape} "
+            "(expected a 2-D (H, W) map, or one with a single channel)"
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DatasetError(f"map file {p} holds dtype {arr.dtype} (expected numbers)")
+    return np.ascontiguousarray(arr, dtype=np.float32)
