@@ -112,6 +112,11 @@ def _exponent(x: float) -> int:
     return int(np.abs(np.float32(x)).view(np.uint32)) >> 23
 
 
+def _side_index(x: float, shift: int) -> int:
+    """``|x|``'s float32 bit pattern shifted right by ``shift`` (sign dropped)."""
+    return int(np.abs(np.float32(x)).view(np.uint32)) >> shift
+
+
 @dataclass
 class BinnedPixelState:
     """Streaming histograms on the float32 bit pattern of the scores.
@@ -171,35 +176,51 @@ class BinnedPixelState:
                 arr[:d] = 0
         self.e_cut = e_cut
 
-    def _bins(self, v: np.ndarray, signed: bool) -> np.ndarray:
-        """Index of every score in the fixed layout (int64)."""
+    def _bins(self, v: np.ndarray, vmin: float, vmax: float) -> tuple[np.ndarray, int, int]:
+        """``(idx - lo, lo, hi)``: the layout index of every score relative to the
+        smallest one ``lo`` (int32, ready for ``np.bincount``), and the index range."""
+        c = (self.e_cut << self.bits) - 1  # (|v| bits >> shift) - c = index on one side
+        shift = np.uint32(self.shift)
         u = v.view(np.uint32)
-        mag = (u & np.uint32(0x7FFFFFFF)) if signed else u
-        pb = (mag >> np.uint32(self.shift)).astype(np.int64)
-        pb -= (self.e_cut << self.bits) - 1
-        np.maximum(pb, 0, out=pb)
-        if signed:
-            np.negative(pb, out=pb, where=v < 0)
-        pb += self.half
-        return pb
+        if vmin >= 0:  # non-negative scores (the common case): no sign handling
+            if vmin == 0:
+                u = u & np.uint32(0x7FFFFFFF)  # -0.0 -> +0.0
+            else:
+                u = u.copy()
+            u >>= shift
+            b = u.view(np.int32)
+            lo = max(_side_index(vmin, self.shift) - c, 0) + self.half
+            hi = max(_side_index(vmax, self.shift) - c, 0) + self.half
+            b -= np.int32(lo - self.half + c)
+            if lo == self.half:  # some scores below the resolved range: zero bin
+                np.maximum(b, 0, out=b)
+            return b, lo, hi
+        mag = (u & np.uint32(0x7FFFFFFF)) >> shift
+        b = mag.view(np.int32)
+        b -= np.int32(c)
+        np.maximum(b, 0, out=b)
+        np.negative(b, out=b, where=v < 0)
+        lo = self.half - max(_side_index(vmin, self.shift) - c, 0)
+        hi = self.half + (
+            max(_side_index(vmax, self.shift) - c, 0)
+            if vmax > 0
+            else -max(_side_index(vmax, self.shift) - c, 0)
+        )
+        b += np.int32(self.half - lo)
+        return b, lo, hi
 
     def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
         for m, a in _chunks(mask, amap):
             v = a.ravel()
             if v.dtype != np.float32:
                 v = v.astype(np.float32)
-            vmin, vmax = v.min(), v.max()
+            vmin, vmax = float(v.min()), float(v.max())
             e_max = max(_exponent(vmin), _exponent(vmax))
             e_cut = max(e_max - self.octaves + 1, 0)
             if e_cut > self.e_cut or self.n_all is None:
                 self._raise_cut(max(e_cut, self.e_cut))
-            signed = bool(vmin < 0)
-            if vmin == 0:
-                v = v + np.float32(0.0)  # -0.0 -> +0.0
-            b = self._bins(v, signed)
-            lo = int(b.min())
-            n = int(b.max()) - lo + 1
-            b -= lo
+            b, lo, hi = self._bins(v, vmin, vmax)
+            n = hi - lo + 1
             self.n_all[lo : lo + n] += np.bincount(b, minlength=n)
             idx = np.flatnonzero(m)
             if idx.size:

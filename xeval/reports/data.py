@@ -1,0 +1,141 @@
+"""What a report is made of: the results table, curves, a gallery and the manifest.
+
+The report layer never computes metrics. It receives
+
+- ``results``: the long table of :mod:`xeval.results` (one row per detector, explainer,
+  dataset, category, protocol and metric),
+- ``curves``: a long table of already downsampled curves (a few hundred points each),
+- ``gallery``: a handful of best / worst test images per detector and explainer,
+- ``manifest``: versions, seed, config hash, dataset fingerprint, timings,
+
+and turns them into files (see :func:`xeval.reports.write_report`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xeval.errors import InputError
+from xeval.results import RESULT_COLUMNS
+
+CURVE_COLUMNS = ["detector", "explainer", "category", "curve", "x", "y"]
+"""Columns of :attr:`ReportData.curves`. ``curve`` is ``"roc"`` (pixel ROC), ``"pro"``
+(PRO curve) or ``"image_roc"``; ``x`` is the false positive rate."""
+
+CURVE_KINDS = ("roc", "pro", "image_roc")
+RANKS = ("best", "worst")
+
+
+@dataclass
+class GalleryItem:
+    """One test image shown in the gallery, with its mask and explanation map.
+
+    Parameters
+    ----------
+    detector, explainer, category, sample_id : str
+        Where the image comes from.
+    rank : {"best", "worst"}
+        Whether the image is among the best or the worst for ``metric``.
+    metric : str
+        The per-image metric used to rank images (e.g. ``"iou_per_image@t"``).
+    value : float
+        The value of ``metric`` on this image (NaN allowed).
+    image : ndarray, shape (H, W, 3) or (H, W)
+        Float image in [0, 1] (values outside are clipped for display).
+    mask : ndarray, shape (H, W)
+        Ground-truth mask (bool).
+    amap : ndarray, shape (h, w)
+        Explanation map, any float range; it is min-max scaled per image for display
+        only and stretched over the image if its size differs.
+    """
+
+    detector: str
+    explainer: str
+    category: str
+    sample_id: str
+    rank: str
+    metric: str
+    value: float
+    image: np.ndarray
+    mask: np.ndarray
+    amap: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.rank not in RANKS:
+            raise InputError(f"GalleryItem.rank must be one of {RANKS}, got {self.rank!r}")
+        image = np.asarray(self.image, dtype=float)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise InputError(
+                f"GalleryItem.image must have shape (H, W, 3) or (H, W), got {image.shape}"
+            )
+        mask = np.asarray(self.mask).astype(bool)
+        if mask.shape != image.shape[:2]:
+            raise InputError(
+                f"GalleryItem.mask must have the image's shape {image.shape[:2]}, got {mask.shape}"
+            )
+        amap = np.asarray(self.amap, dtype=float)
+        if amap.ndim != 2:
+            raise InputError(f"GalleryItem.amap must have shape (h, w), got {amap.shape}")
+        self.image, self.mask, self.amap = image, mask, amap
+        self.value = float(self.value)
+
+
+def _empty_curves() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=float if c in "xy" else object) for c in CURVE_COLUMNS})
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows.
+
+    Parameters
+    ----------
+    results : DataFrame
+        The long results table with the columns of :data:`xeval.results.RESULT_COLUMNS`.
+    curves : DataFrame
+        Long table with columns :data:`CURVE_COLUMNS`, already downsampled by the caller.
+        May be empty.
+    gallery : list of GalleryItem
+        Best / worst images per detector and explainer. May be empty.
+    manifest : dict
+        Versions, seed, config hash, dataset fingerprint, timings (JSON-serialisable;
+        other values are written with ``str``).
+    title : str
+        Title of the HTML page.
+    """
+
+    results: pd.DataFrame
+    curves: pd.DataFrame = field(default_factory=_empty_curves)
+    gallery: list[GalleryItem] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    title: str = "xeval report"
+
+    def __post_init__(self) -> None:
+        check_results(self.results)
+        if self.curves is None:
+            self.curves = _empty_curves()
+        missing = [c for c in CURVE_COLUMNS if c not in self.curves.columns]
+        if missing:
+            raise InputError(f"ReportData.curves lacks columns {missing}; expected {CURVE_COLUMNS}")
+        bad = [g for g in self.gallery if not isinstance(g, GalleryItem)]
+        if bad:
+            raise InputError(f"ReportData.gallery must hold GalleryItem, got {type(bad[0])}")
+        if not isinstance(self.manifest, dict):
+            raise InputError(f"ReportData.manifest must be a dict, got {type(self.manifest)}")
+
+
+def check_results(results: pd.DataFrame) -> None:
+    """Raise :class:`InputError` unless ``results`` has every column of the long table."""
+    if not isinstance(results, pd.DataFrame):
+        raise InputError(f"results must be a pandas DataFrame, got {type(results)}")
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise InputError(f"results lacks columns {missing}; expected {RESULT_COLUMNS}")

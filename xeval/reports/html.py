@@ -1,0 +1,352 @@
+"""One static HTML page per report: summary, per-metric tables, figures, manifest.
+
+The page has no JavaScript and no external resources except the figures, which are
+referenced by relative path (``figures/*.png`` next to ``index.html``), so the folder
+can be zipped, served or opened from disk as is. Every string that comes from the data
+(names, notes, ids, manifest values, paths) goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from html import escape
+from urllib.parse import quote
+
+import pandas as pd
+
+from xeval import __version__
+from xeval.reports.data import ReportData
+from xeval.reports.tables import (
+    DAGGER,
+    DEFAULT_CONTROLS,
+    DOWN,
+    MEAN,
+    UP,
+    MetricTable,
+    best_mask,
+    format_value,
+    headline_metrics,
+    metric_tables,
+    summary_frame,
+)
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem;
+     margin-top: 2.2rem; } h3 { margin: 1.6rem 0 .4rem; }
+nav a { margin-right: 1rem; } .muted, .legend { color: #666; font-size: .9rem; }
+table { border-collapse: collapse; margin: .4rem 0; font-size: .9rem; }
+th, td { padding: .25rem .6rem; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f6f6f6; } td.name, th.name { text-align: left; }
+td.mean, th.mean { border-left: 2px solid #ccc; }
+tr.control td { color: #777; } tr.first-of-detector td { border-top: 1px solid #bbb; }
+td.best { background: #eef7ee; } .ci { color: #888; font-size: .75rem; margin-left: .3rem; }
+.warn { background: #fff6e5; border-left: 3px solid #e0a000; padding: .4rem .8rem; }
+figure { margin: 1.2rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .9rem; }
+dl.manifest { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+dl.manifest dt { font-weight: 600; } dl.manifest dd { margin: 0; }
+pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+""".strip()
+
+FIGURE_CAPTIONS = {
+    "roc_pixel": "Pixel ROC curves per category (pooled over pixels).",
+    "pro": "PRO curves per category; the dashed line is the FPR integration limit of AUPRO.",
+    "roc_image": "Image ROC curves per category.",
+    "gallery": "Best and worst test images per detector and explainer.",
+}
+
+DEFAULT_FILES = ("results.csv", "results.md", "manifest.json")
+
+
+def render_html(
+    report: ReportData,
+    figure_paths: Mapping[str, str] | None = None,
+    tables_md: str | None = None,
+    *,
+    controls: Sequence[str] = tuple(DEFAULT_CONTROLS),
+    files: Sequence[str] = DEFAULT_FILES,
+    decimals: int = 3,
+) -> str:
+    """Render the report as one HTML page.
+
+    Parameters
+    ----------
+    report : ReportData
+        What to show.
+    figure_paths : mapping of str to str, optional
+        Figure key (``"roc_pixel"``, ``"pro"``, ``"roc_image"``, ``"bars_<metric>"``,
+        ``"gallery"``) to a path relative to the page (e.g. ``"figures/pro.png"``);
+        shown in this order.
+    tables_md : str, optional
+        The Markdown tables, shown verbatim in a collapsed block.
+    controls : sequence of str
+        Explainer names treated as trivial controls.
+    files : sequence of str
+        Relative paths of the companion files to link to.
+    decimals : int
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        The page.
+    """
+    controls = frozenset(controls)
+    tables = metric_tables(report.results, controls=controls)
+    body = [
+        _header(report, tables, files),
+        _summary(report.results, tables, controls=controls, decimals=decimals),
+        _metric_sections(tables, decimals=decimals),
+        _figures(figure_paths or {}),
+        _manifest(report.manifest),
+    ]
+    if tables_md:
+        body.append(
+            "<section id='markdown'><details><summary>Markdown tables</summary>"
+            f"<pre>{escape(tables_md)}</pre></details></section>"
+        )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+        f"<title>{escape(report.title)}</title>\n<style>\n{CSS}\n</style>\n</head>\n<body>\n"
+        + "\n".join(b for b in body if b)
+        + f"\n<footer class='muted'><p>Written by xeval {escape(__version__)}.</p></footer>"
+        + "\n</body>\n</html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _header(report: ReportData, tables: list[MetricTable], files: Sequence[str]) -> str:
+    res = report.results
+    facts = []
+    labels = (("dataset", "dataset"), ("detector", "detectors"), ("explainer", "explainers"))
+    for col, name in labels:
+        vals = [str(v) for v in dict.fromkeys(res[col].dropna())]
+        if vals:
+            facts.append(f"{name}: {escape(', '.join(vals))}")
+    cats = [str(c) for c in dict.fromkeys(res["category"].dropna()) if str(c) != MEAN]
+    if cats:
+        facts.append(f"categories: {escape(', '.join(cats))}")
+    links = " ".join(f"<a href='{_href(f)}'>{escape(f)}</a>" for f in files)
+    nav = (
+        "<nav><a href='#summary'>Summary</a><a href='#tables'>Tables</a>"
+        "<a href='#figures'>Figures</a><a href='#manifest'>Manifest</a>"
+        f"<span class='muted'>files: {links}</span></nav>"
+    )
+    return (
+        f"<header><h1>{escape(report.title)}</h1>"
+        f"<p class='muted'>{' · '.join(facts)}</p>{nav}</header>"
+    )
+
+
+def _summary(
+    results: pd.DataFrame, tables: list[MetricTable], *, controls: frozenset[str], decimals: int
+) -> str:
+    frame, directions = summary_frame(results)
+    out = ["<section id='summary'><h2>Summary</h2>"]
+    if frame.empty:
+        out.append("<p class='muted'>No headline metric (pixel AUROC, AUPRO, image AUROC).</p>")
+    else:
+        out.append(
+            "<p class='muted'>Mean over categories. Bold: best of its column. "
+            f"{DAGGER}: trivial control.</p>"
+        )
+        out.append(_summary_table(frame, directions, controls=controls, decimals=decimals))
+    names = set(headline_metrics(results))
+    headline = [t for t in tables if t.metric in names]
+    out.append(_control_warnings(headline, decimals=decimals))
+    out.append("</section>")
+    return "\n".join(o for o in out if o)
+
+
+def _summary_table(
+    frame: pd.DataFrame, directions: dict[str, bool], *, controls: frozenset[str], decimals: int
+) -> str:
+    head = "".join(f"<th>{escape(m)} {UP if directions[m] else DOWN}</th>" for m in frame.columns)
+    best = {
+        m: best_mask(frame[[m]], higher_is_better=directions[m], decimals=decimals)[m]
+        for m in frame.columns
+    }
+    rows = []
+    for det, exp in frame.index:
+        cells = "".join(
+            _value_cell(frame.at[(det, exp), m], best=bool(best[m].at[(det, exp)]), d=decimals)
+            for m in frame.columns
+        )
+        rows.append(_row(det, exp, cells, control=exp in controls, first=False))
+    return (
+        "<table class='summary'><thead><tr><th class='name'>detector</th>"
+        f"<th class='name'>explainer</th>{head}</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _control_warnings(tables: list[MetricTable], *, decimals: int) -> str:
+    items = []
+    for t in tables:
+        for f in t.controls_not_beaten():
+            items.append(
+                f"<li>{escape(t.title)} ({escape(f.column)}): {escape(f.detector)} / "
+                f"{escape(f.explainer)} = {format_value(f.value, decimals=decimals)} does not "
+                f"beat {escape(f.control)} = {format_value(f.control_value, decimals=decimals)}"
+                "</li>"
+            )
+    if not items:
+        return ""
+    return (
+        "<div class='warn'><p>Explainers that do not beat the best trivial control of "
+        f"their detector (headline metrics; see each table for the others):</p>"
+        f"<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def _metric_sections(tables: list[MetricTable], *, decimals: int) -> str:
+    out = ["<section id='tables'><h2>Results per metric</h2>"]
+    out.append(
+        f"<p class='muted'>{UP} higher is better, {DOWN} lower is better. Bold: best of its "
+        f"column. {DAGGER}: trivial control. Small numbers: 95% confidence interval. "
+        f"n/a: undefined. <code>{MEAN}</code>: unweighted mean over categories.</p>"
+    )
+    for i, t in enumerate(tables):
+        out.append(_metric_table(t, anchor=f"metric-{i}", decimals=decimals))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _metric_table(t: MetricTable, *, anchor: str, decimals: int) -> str:
+    best = t.best_mask(decimals=decimals)
+    flag = " <span class='muted'>(optimistic)</span>" if t.optimistic else ""
+    head = "".join(f"<th class='{'mean' if c == MEAN else ''}'>{escape(c)}</th>" for c in t.columns)
+    rows, previous = [], None
+    for det, exp in t.rows:
+        cells = "".join(
+            _value_cell(
+                t.value.at[(det, exp), c],
+                best=bool(best.at[(det, exp), c]),
+                d=decimals,
+                lo=t.ci_low.at[(det, exp), c],
+                hi=t.ci_high.at[(det, exp), c],
+                n=t.n.at[(det, exp), c],
+                mean=c == MEAN,
+            )
+            for c in t.columns
+        )
+        first = previous is not None and det != previous
+        rows.append(_row(det, exp, cells, control=t.is_control(exp), first=first))
+        previous = det
+    warn = _failures_note(t, decimals=decimals)
+    return (
+        f"<h3 id='{anchor}'>{escape(t.title)} {t.arrow}{flag}</h3>"
+        "<table><thead><tr><th class='name'>detector</th><th class='name'>explainer</th>"
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<p class='legend'>{escape(t.legend(decimals=decimals))}</p>{warn}"
+    )
+
+
+def _failures_note(t: MetricTable, *, decimals: int) -> str:
+    failures = t.controls_not_beaten()
+    if not failures:
+        return ""
+    items = "; ".join(
+        f"{escape(f.detector)} / {escape(f.explainer)} "
+        f"{format_value(f.value, decimals=decimals)} vs {escape(f.control)} "
+        f"{format_value(f.control_value, decimals=decimals)}"
+        for f in failures
+    )
+    column = escape(failures[0].column)
+    return f"<p class='legend'>Does not beat the best control ({column}): {items}.</p>"
+
+
+def _figures(figure_paths: Mapping[str, str]) -> str:
+    if not figure_paths:
+        return ""
+    out = ["<section id='figures'><h2>Figures</h2>"]
+    for key, path in figure_paths.items():
+        caption = escape(_caption(key))
+        out.append(
+            f"<figure><img src='{_href(path)}' alt='{caption}' loading='lazy'>"
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _manifest(manifest: Mapping) -> str:
+    if not manifest:
+        return "<section id='manifest'><h2>Manifest</h2><p class='muted'>Empty.</p></section>"
+    return f"<section id='manifest'><h2>Manifest</h2>{_dl(manifest, depth=0)}</section>"
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _row(det: str, exp: str, cells: str, *, control: bool, first: bool) -> str:
+    classes = ("control" if control else "", "first-of-detector" if first else "")
+    cls = " ".join(c for c in classes if c)
+    mark = DAGGER if control else ""
+    return (
+        f"<tr{_cls(cls)}><td class='name'>{escape(str(det))}</td>"
+        f"<td class='name'>{escape(str(exp))}{mark}</td>{cells}</tr>"
+    )
+
+
+def _value_cell(
+    v: float,
+    *,
+    best: bool,
+    d: int,
+    lo: float = float("nan"),
+    hi: float = float("nan"),
+    n: float = float("nan"),
+    mean: bool = False,
+) -> str:
+    text = format_value(v, decimals=d)
+    if best:
+        text = f"<strong>{text}</strong>"
+    if not (pd.isna(lo) or pd.isna(hi)):
+        text += (
+            f"<span class='ci'>[{format_value(lo, decimals=d)}, {format_value(hi, decimals=d)}]"
+            "</span>"
+        )
+    cls = " ".join(c for c in ("best" if best else "", "mean" if mean else "") if c)
+    title = "" if pd.isna(n) else f" title='n = {int(n)}'"
+    return f"<td{_cls(cls)}{title}>{text}</td>"
+
+
+def _cls(name: str) -> str:
+    return f" class='{name}'" if name else ""
+
+
+def _dl(obj: Mapping, *, depth: int) -> str:
+    items = []
+    for k, v in obj.items():
+        items.append(f"<dt>{escape(str(k))}</dt><dd>{_dd(v, depth=depth)}</dd>")
+    return f"<dl class='manifest'>{''.join(items)}</dl>"
+
+
+def _dd(v: object, *, depth: int) -> str:
+    if isinstance(v, Mapping) and v and depth < 2:
+        return _dl(v, depth=depth + 1)
+    if isinstance(v, (Mapping, list, tuple)):
+        text = json.dumps(v, indent=2, sort_keys=True, default=str)
+        return f"<pre>{escape(text)}</pre>"
+    return f"<code>{escape(str(v))}</code>"
+
+
+def _caption(key: str) -> str:
+    if key in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[key]
+    if key.startswith("bars_"):
+        return f"{key[len('bars_') :]} per category (error bars: 95% CI where available)."
+    return key
+
+
+def _href(path: str) -> str:
+    """A relative URL for ``path``, percent-encoded then HTML-escaped."""
+    return escape(quote(str(path).replace("\\", "/"), safe="/@.-_~"), quote=True)

@@ -1,0 +1,548 @@
+"""Comparative tables from the results long table: Markdown, LaTeX and a shared model.
+
+One table per metric (and per dataset / protocol when a run has several): rows are
+(detector, explainer), columns are the categories followed by ``mean``. The best value
+of each column is bold, taking the metric's direction into account; trivial controls
+(random map, Sobel edges, centre prior) are marked with a dagger, and every real
+explainer that does not beat the best control of its detector is listed.
+
+:func:`metric_tables` builds the format-free model (:class:`MetricTable`) that the
+Markdown, LaTeX and HTML writers render.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from xeval.errors import InputError
+from xeval.reports.data import check_results
+
+DEFAULT_CONTROLS = frozenset({"random", "sobel", "centre"})
+"""Explainer names treated as trivial controls."""
+
+MEAN = "mean"
+DAGGER = "\u2020"
+UP, DOWN = "\u2191", "\u2193"
+HEADLINE_METRICS = ("pixel_auroc", "aupro@0.3", "image_auroc")
+"""Metrics of the summary table, in this order, when present."""
+
+_KEY = ["detector", "explainer", "dataset", "category", "protocol", "metric"]
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class MetricTable:
+    """One metric as a (detector, explainer) x category grid.
+
+    Attributes
+    ----------
+    metric : str
+        Metric name.
+    dataset, protocol : str or None
+        Set only when the results hold several datasets / protocols.
+    higher_is_better : bool
+        Direction of the metric.
+    rows : list of (detector, explainer)
+        Row order: detectors in order of appearance, real explainers before controls.
+    columns : list of str
+        Categories in order of appearance, then ``"mean"`` when present.
+    value, ci_low, ci_high, n : DataFrame
+        Indexed by ``rows`` (MultiIndex detector, explainer) with ``columns``.
+    notes : list of str
+        Distinct non-empty notes of the metric's rows.
+    thresholds : list of float
+        Distinct thresholds of the metric's rows (``@t`` metrics).
+    controls : frozenset of str
+        Explainer names treated as controls.
+    """
+
+    metric: str
+    dataset: str | None
+    protocol: str | None
+    higher_is_better: bool
+    rows: list[tuple[str, str]]
+    columns: list[str]
+    value: pd.DataFrame
+    ci_low: pd.DataFrame
+    ci_high: pd.DataFrame
+    n: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)
+    controls: frozenset[str] = DEFAULT_CONTROLS
+
+    @property
+    def title(self) -> str:
+        """Metric name with the dataset / protocol when they disambiguate."""
+        extra = [s for s in (self.dataset, self.protocol) if s]
+        return f"{self.metric} ({', '.join(extra)})" if extra else self.metric
+
+    @property
+    def optimistic(self) -> bool:
+        """True when the metric uses an oracle (test-set) threshold."""
+        text = " ".join([self.metric, *self.notes]).lower()
+        return "optimistic" in text or "oracle" in text
+
+    @property
+    def arrow(self) -> str:
+        return UP if self.higher_is_better else DOWN
+
+    def is_control(self, explainer: str) -> bool:
+        return explainer in self.controls
+
+    def best_mask(self, *, decimals: int = 3) -> pd.DataFrame:
+        """Boolean frame: True where a value is the best of its column (ties included).
+
+        Values are compared after rounding to ``decimals`` so that two values printed
+        the same are both bold.
+        """
+        return best_mask(self.value, higher_is_better=self.higher_is_better, decimals=decimals)
+
+    def controls_not_beaten(self, *, column: str | None = None) -> list[ControlFailure]:
+        """Real explainers whose value does not beat the best control of their detector.
+
+        Parameters
+        ----------
+        column : str, optional
+            Column compared; ``"mean"`` when present, else the only category. With
+            several categories and no mean, nothing is compared.
+        """
+        col = column or _summary_column(self.columns)
+        if col is None:
+            return []
+        return _controls_not_beaten(self, col)
+
+    def legend(self, *, decimals: int = 3) -> str:
+        """A one-line plain-text legend: direction, thresholds, notes."""
+        parts = ["higher is better" if self.higher_is_better else "lower is better"]
+        if self.thresholds:
+            parts.append(_threshold_text(self.thresholds, decimals=decimals))
+        parts.extend(self.notes)
+        if self.optimistic and not any("optimistic" in p.lower() for p in parts):
+            parts.append("optimistic (threshold tuned on the test set)")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ControlFailure:
+    """A real explainer that does not beat the best control of its detector."""
+
+    detector: str
+    explainer: str
+    value: float
+    control: str
+    control_value: float
+    column: str
+
+
+def metric_tables(
+    results: pd.DataFrame, *, controls: Iterable[str] = DEFAULT_CONTROLS
+) -> list[MetricTable]:
+    """Split the long table into one :class:`MetricTable` per metric (x dataset x protocol).
+
+    Parameters
+    ----------
+    results : DataFrame
+        The long results table.
+    controls : iterable of str
+        Explainer names treated as trivial controls.
+
+    Returns
+    -------
+    list of MetricTable
+        In order of first appearance of each metric.
+    """
+    check_results(results)
+    controls = frozenset(controls)
+    df = _normalise(results)
+    multi_ds = df["dataset"].nunique() > 1
+    multi_pr = df["protocol"].nunique() > 1
+    tables = []
+    for (metric, dataset, protocol), part in df.groupby(
+        ["metric", "dataset", "protocol"], sort=False
+    ):
+        tables.append(
+            _build_table(
+                part,
+                metric=metric,
+                dataset=dataset if multi_ds else None,
+                protocol=protocol if multi_pr else None,
+                controls=controls,
+            )
+        )
+    return tables
+
+
+def summary_frame(
+    results: pd.DataFrame,
+    *,
+    metrics: Iterable[str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """Headline table: one value per (detector, explainer) and metric, over categories.
+
+    Uses the ``mean`` rows; where a metric has none, the unweighted mean over its
+    categories (or the only category's value) is used instead. With several datasets
+    (or protocols) there is one column per metric and dataset, labelled
+    ``"metric (dataset)"``.
+
+    Parameters
+    ----------
+    results : DataFrame
+        The long results table.
+    metrics : iterable of str, optional
+        Metrics to show; defaults to :func:`headline_metrics`.
+
+    Returns
+    -------
+    frame : DataFrame
+        Index (detector, explainer), one column per metric (and dataset).
+    directions : dict
+        ``higher_is_better`` per column of ``frame``.
+    """
+    check_results(results)
+    df = _normalise(results)
+    metrics = list(metrics) if metrics is not None else headline_metrics(df)
+    split = [c for c in ("dataset", "protocol") if df[c].nunique() > 1]
+    cols, directions = {}, {}
+    rows: list[tuple[str, str]] = []
+    for metric in metrics:
+        for key, part in df[df["metric"] == metric].groupby(split or ["metric"], sort=False):
+            label = metric
+            if split:
+                key = key if isinstance(key, tuple) else (key,)
+                label = f"{metric} ({', '.join(map(str, key))})"
+            directions[label] = _direction(part)
+            mean = part[part["category"] == MEAN]
+            if mean.empty:
+                mean = part
+            cols[label] = mean.groupby(["detector", "explainer"], sort=False)["value"].mean()
+            rows.extend(k for k in cols[label].index if k not in rows)
+    index = pd.MultiIndex.from_tuples(rows, names=["detector", "explainer"])
+    frame = pd.DataFrame({m: s.reindex(index) for m, s in cols.items()}, index=index)
+    return frame, directions
+
+
+def headline_metrics(results: pd.DataFrame) -> list[str]:
+    """The summary metrics present in ``results``: pixel AUROC, AUPRO, image AUROC.
+
+    ``aupro@0.3`` falls back to the first other ``aupro@L`` present.
+    """
+    present = list(dict.fromkeys(results["metric"].astype(str)))
+    out = []
+    for m in HEADLINE_METRICS:
+        if m in present:
+            out.append(m)
+        elif m.startswith("aupro@"):
+            alt = [p for p in present if p.startswith("aupro@")]
+            if alt:
+                out.append(alt[0])
+    return out
+
+
+def best_mask(values: pd.DataFrame, *, higher_is_better: bool, decimals: int = 3) -> pd.DataFrame:
+    """True where a value is the best of its column after rounding to ``decimals``."""
+    rounded = values.astype(float).round(decimals)
+    best = rounded.max(axis=0) if higher_is_better else rounded.min(axis=0)
+    return rounded.eq(best, axis=1) & rounded.notna()
+
+
+def format_value(value: float, *, decimals: int = 3) -> str:
+    """``value`` with ``decimals`` decimals, ``"n/a"`` for NaN / missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return "n/a"
+    return f"{float(value):.{decimals}f}"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def markdown_tables(
+    results: pd.DataFrame,
+    *,
+    controls: Iterable[str] = DEFAULT_CONTROLS,
+    decimals: int = 3,
+) -> str:
+    """Markdown tables, one per metric, with a legend.
+
+    Parameters
+    ----------
+    results : DataFrame
+        The long results table (:data:`xeval.results.RESULT_COLUMNS`).
+    controls : iterable of str
+        Explainer names treated as trivial controls (marked with a dagger).
+    decimals : int
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        Markdown text: a general legend, then per metric a heading, a table whose best
+        value per column is bold (``higher_is_better`` respected) and a one-line legend
+        (direction, thresholds, notes, optimistic flag, controls not beaten).
+    """
+    tables = metric_tables(results, controls=controls)
+    out = ["# Results", "", _general_legend(controls), ""]
+    for t in tables:
+        out.extend(_markdown_table(t, decimals=decimals))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _general_legend(controls: Iterable[str]) -> str:
+    names = ", ".join(sorted(controls)) or "none"
+    return (
+        f"{UP} higher is better, {DOWN} lower is better. **Bold**: best value of its column. "
+        f"{DAGGER}: trivial control ({_md_escape(names)}); a real explainer should beat it. "
+        "n/a: undefined (e.g. no anomalous image in the category). "
+        f"`{MEAN}`: unweighted mean over categories."
+    )
+
+
+def _markdown_table(t: MetricTable, *, decimals: int) -> list[str]:
+    head = f"## {_md_escape(t.title)} {t.arrow}"
+    if t.optimistic:
+        head += " (optimistic)"
+    best = t.best_mask(decimals=decimals)
+    cols = ["detector", "explainer", *t.columns]
+    lines = [head, "", _md_row([_md_escape(c) for c in cols])]
+    lines.append("| " + " | ".join(["---", "---"] + ["---:"] * len(t.columns)) + " |")
+    for det, exp in t.rows:
+        cells = [_md_escape(det), _md_escape(exp) + (DAGGER if t.is_control(exp) else "")]
+        for c in t.columns:
+            text = format_value(t.value.at[(det, exp), c], decimals=decimals)
+            cells.append(f"**{text}**" if best.at[(det, exp), c] else text)
+        lines.append(_md_row(cells))
+    lines += ["", f"*{t.arrow} {_md_escape(t.legend(decimals=decimals))}*"]
+    failures = t.controls_not_beaten()
+    if failures:
+        lines += ["", _md_escape(_failure_text(failures, decimals=decimals))]
+    return lines + [""]
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
+
+
+def _md_escape(text: object) -> str:
+    """Backslash-escape Markdown punctuation (incl. ``|`` and ``<``) on one line."""
+    s = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def _failure_text(failures: list[ControlFailure], *, decimals: int) -> str:
+    items = [
+        f"{f.detector} / {f.explainer} {format_value(f.value, decimals=decimals)} "
+        f"vs {f.control} {format_value(f.control_value, decimals=decimals)}"
+        for f in failures
+    ]
+    return f"Does not beat the best control ({failures[0].column}): " + "; ".join(items) + "."
+
+
+# --------------------------------------------------------------------------- latex
+
+
+def latex_table(
+    results: pd.DataFrame,
+    metric: str,
+    *,
+    controls: Iterable[str] = DEFAULT_CONTROLS,
+    decimals: int = 3,
+    caption: str | None = None,
+    label: str | None = None,
+) -> str:
+    """A booktabs LaTeX table for one metric (first dataset / protocol if several).
+
+    Parameters
+    ----------
+    results : DataFrame
+        The long results table.
+    metric : str
+        Metric to tabulate.
+    controls : iterable of str
+        Explainer names marked with ``$^\\dagger$``.
+    decimals : int
+        Decimals shown.
+    caption, label : str, optional
+        Table caption (default: metric and direction) and ``\\label``.
+
+    Returns
+    -------
+    str
+        A ``table`` environment; needs ``\\usepackage{booktabs}``.
+    """
+    tables = [t for t in metric_tables(results, controls=controls) if t.metric == metric]
+    if not tables:
+        raise InputError(f"metric {metric!r} is not in the results")
+    t = tables[0]
+    best = t.best_mask(decimals=decimals)
+    arrow = r"$\uparrow$" if t.higher_is_better else r"$\downarrow$"
+    cap = caption if caption is not None else f"{_tex(t.title)} ({arrow})."
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{cap}}}",
+    ]
+    if label:
+        lines.append(rf"\label{{{_tex(label)}}}")
+    lines += [
+        r"\begin{tabular}{ll" + "r" * len(t.columns) + "}",
+        r"\toprule",
+        " & ".join(["Detector", "Explainer", *(_tex(c) for c in t.columns)]) + r" \\",
+        r"\midrule",
+    ]
+    previous = None
+    for det, exp in t.rows:
+        if previous is not None and det != previous:
+            lines.append(r"\midrule")
+        previous = det
+        cells = [_tex(det), _tex(exp) + (r"$^\dagger$" if t.is_control(exp) else "")]
+        for c in t.columns:
+            text = format_value(t.value.at[(det, exp), c], decimals=decimals)
+            cells.append(rf"\textbf{{{text}}}" if best.at[(det, exp), c] else text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+
+
+def _tex(text: object) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in " ".join(str(text).split()))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _normalise(results: pd.DataFrame) -> pd.DataFrame:
+    """String keys, float values, bool direction; NaN keys become ``""``."""
+    df = results.copy()
+    for c in _KEY + ["note"]:
+        df[c] = df[c].where(df[c].notna(), "").astype(str)
+    for c in ["value", "ci_low", "ci_high", "threshold", "n"]:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["higher_is_better"] = df["higher_is_better"].map(_as_bool)
+    return df
+
+
+def _as_bool(v: object) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in {"true", "1", "yes", "y", "t"}
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    return bool(v)
+
+
+def _direction(part: pd.DataFrame) -> bool:
+    """Majority direction of a metric's rows (they should all agree)."""
+    return bool(part["higher_is_better"].mean() >= 0.5)
+
+
+def _ordered_rows(part: pd.DataFrame, controls: frozenset[str]) -> list[tuple[str, str]]:
+    detectors = list(dict.fromkeys(part["detector"]))
+    explainers = list(dict.fromkeys(part["explainer"]))
+    explainers = [e for e in explainers if e not in controls] + [
+        e for e in explainers if e in controls
+    ]
+    pairs = set(zip(part["detector"], part["explainer"], strict=True))
+    return [(d, e) for d in detectors for e in explainers if (d, e) in pairs]
+
+
+def _ordered_columns(part: pd.DataFrame) -> list[str]:
+    cats = [c for c in dict.fromkeys(part["category"]) if c != MEAN]
+    return cats + ([MEAN] if (part["category"] == MEAN).any() else [])
+
+
+def _build_table(
+    part: pd.DataFrame,
+    *,
+    metric: str,
+    dataset: str | None,
+    protocol: str | None,
+    controls: frozenset[str],
+) -> MetricTable:
+    part = part.drop_duplicates(subset=["detector", "explainer", "category"], keep="last")
+    rows = _ordered_rows(part, controls)
+    columns = _ordered_columns(part)
+    index = pd.MultiIndex.from_tuples(rows, names=["detector", "explainer"])
+    keyed = part.set_index(["detector", "explainer", "category"])
+
+    def grid(col: str) -> pd.DataFrame:
+        g = keyed[col].unstack("category").reindex(index=index, columns=columns)
+        return g.astype(float)
+
+    thresholds = sorted({float(t) for t in part["threshold"] if not np.isnan(t)})
+    notes = [n for n in dict.fromkeys(part["note"]) if n.strip()]
+    return MetricTable(
+        metric=metric,
+        dataset=dataset,
+        protocol=protocol,
+        higher_is_better=_direction(part),
+        rows=rows,
+        columns=columns,
+        value=grid("value"),
+        ci_low=grid("ci_low"),
+        ci_high=grid("ci_high"),
+        n=grid("n"),
+        notes=notes,
+        thresholds=thresholds,
+        controls=controls,
+    )
+
+
+def _summary_column(columns: list[str]) -> str | None:
+    if MEAN in columns:
+        return MEAN
+    return columns[0] if len(columns) == 1 else None
+
+
+def _controls_not_beaten(t: MetricTable, column: str) -> list[ControlFailure]:
+    out = []
+    sign = 1.0 if t.higher_is_better else -1.0
+    for det in dict.fromkeys(d for d, _ in t.rows):
+        ctrl = {
+            e: t.value.at[(d, e), column]
+            for d, e in t.rows
+            if d == det and t.is_control(e) and not np.isnan(t.value.at[(d, e), column])
+        }
+        if not ctrl:
+            continue
+        best_ctrl = max(ctrl, key=lambda e: sign * ctrl[e])
+        for d, e in t.rows:
+            if d != det or t.is_control(e):
+                continue
+            v = t.value.at[(d, e), column]
+            if not np.isnan(v) and sign * v <= sign * ctrl[best_ctrl]:
+                out.append(ControlFailure(det, e, float(v), best_ctrl, ctrl[best_ctrl], column))
+    return out
+
+
+def _threshold_text(thresholds: list[float], *, decimals: int) -> str:
+    fmt = f"{{:.{decimals + 1}g}}"
+    if len(thresholds) <= 4:
+        vals = ", ".join(fmt.format(t) for t in thresholds)
+        return f"threshold t = {vals} (chosen on normal validation data unless noted)"
+    lo, hi = fmt.format(thresholds[0]), fmt.format(thresholds[-1])
+    return f"threshold t in [{lo}, {hi}] ({len(thresholds)} values, see results.csv)"

@@ -1,0 +1,193 @@
+"""Write a report folder: CSV, Markdown, manifest, figures and an HTML page.
+
+Layout of ``out_dir``::
+
+    results.csv          the long results table (one row per detector, explainer,
+                         dataset, category, protocol, metric); read it back with
+                         :func:`read_results_csv`
+    results.md           Markdown tables, one per metric, with a legend
+    manifest.json        versions, seed, config hash, dataset fingerprint, timings
+    figures/roc_pixel.png, figures/pro.png, figures/roc_image.png   (when curves exist)
+    figures/bars_<metric>.png   pixel_auroc, aupro@L, image_auroc (when present)
+    figures/gallery.png  best / worst images (when the report has a gallery)
+    index.html           the page tying it together (figures by relative path)
+
+Every file is written atomically and every path is checked to stay inside ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from xeval._io import atomic_write_json, atomic_write_text, safe_join
+from xeval.reports.data import ReportData, check_results
+from xeval.reports.figures import plot_category_bars, plot_curves, plot_gallery
+from xeval.reports.html import render_html
+from xeval.reports.tables import DEFAULT_CONTROLS, headline_metrics, markdown_tables
+from xeval.results import RESULT_COLUMNS
+
+FIGURES_DIR = "figures"
+CURVE_FILES = {"roc": "roc_pixel", "pro": "pro", "image_roc": "roc_image"}
+_STRING_COLUMNS = ["detector", "explainer", "dataset", "category", "protocol", "metric", "note"]
+_FLOAT_COLUMNS = ["value", "ci_low", "ci_high", "threshold"]
+
+
+def write_report(
+    report: ReportData,
+    out_dir: str | os.PathLike,
+    *,
+    figures: bool = True,
+    bar_metrics: Sequence[str] | None = None,
+    controls: Iterable[str] = DEFAULT_CONTROLS,
+    decimals: int = 3,
+) -> dict[str, Path]:
+    """Write the report files into ``out_dir`` (created if needed).
+
+    Parameters
+    ----------
+    report : ReportData
+        What to write.
+    out_dir : path
+        Output folder; existing files of the same names are replaced atomically.
+    figures : bool
+        Draw the figures (the slowest part); without them the page has tables only.
+    bar_metrics : sequence of str, optional
+        Metrics drawn as per-category bars; default: pixel_auroc, aupro@0.3 (or the
+        first aupro@L) and image_auroc, those present.
+    controls : iterable of str
+        Explainer names treated as trivial controls.
+    decimals : int
+        Decimals in the tables.
+
+    Returns
+    -------
+    dict of str to Path
+        Path relative to ``out_dir`` (e.g. ``"figures/pro.png"``) -> absolute path,
+        in writing order; ``index.html`` last.
+    """
+    controls = frozenset(controls)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def put(rel: str, writer, payload) -> Path:
+        written[rel] = writer(safe_join(root, *rel.split("/")), payload)
+        return written[rel]
+
+    put("results.csv", atomic_write_text, results_csv(report.results))
+    tables_md = markdown_tables(report.results, controls=controls, decimals=decimals)
+    put("results.md", atomic_write_text, tables_md)
+    put("manifest.json", atomic_write_json, report.manifest)
+    figure_paths: dict[str, str] = {}
+    if figures:
+        figure_paths = _write_figures(report, root, written, bar_metrics, controls)
+    page = render_html(
+        report,
+        figure_paths,
+        tables_md,
+        controls=tuple(controls),
+        files=["results.csv", "results.md", "manifest.json"],
+        decimals=decimals,
+    )
+    put("index.html", atomic_write_text, page)
+    return written
+
+
+def results_csv(results: pd.DataFrame) -> str:
+    """The long table as CSV text: canonical columns first, then any extra ones."""
+    check_results(results)
+    extra = [c for c in results.columns if c not in RESULT_COLUMNS]
+    buf = io.StringIO()
+    results[RESULT_COLUMNS + extra].to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def read_results_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``results.csv`` back with the long table's dtypes.
+
+    String columns keep ``""`` (and names like ``"nan"``) as strings; float columns
+    read empty cells as NaN; ``n`` is int and ``higher_is_better`` bool.
+    """
+    na = dict.fromkeys(_FLOAT_COLUMNS, [""])
+    dtypes = dict.fromkeys(_STRING_COLUMNS, str) | dict.fromkeys(_FLOAT_COLUMNS, float)
+    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=na)
+    df["n"] = pd.to_numeric(df["n"]).astype(int)
+    df["higher_is_better"] = df["higher_is_better"].map(_parse_bool).astype(bool)
+    return df
+
+
+def _parse_bool(v: object) -> bool:
+    return v if isinstance(v, bool) else str(v).strip().lower() in {"true", "1"}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _write_figures(
+    report: ReportData,
+    root: Path,
+    written: dict[str, Path],
+    bar_metrics: Sequence[str] | None,
+    controls: frozenset[str],
+) -> dict[str, str]:
+    """Draw every figure the data allows; returns figure key -> relative path."""
+    rel_paths: dict[str, str] = {}
+
+    def target(key: str) -> Path:
+        rel = f"{FIGURES_DIR}/{key}.png"
+        rel_paths[key] = rel
+        return safe_join(root, FIGURES_DIR, f"{key}.png")
+
+    kinds = set(report.curves["curve"].astype(str)) if len(report.curves) else set()
+    for kind, key in CURVE_FILES.items():
+        if kind in kinds:
+            limit = _fpr_limit(report.results)
+            plot_curves(report.curves, kind, target(key), fpr_limit=limit, controls=controls)
+    present = set(report.results["metric"].astype(str))
+    metrics = headline_metrics(report.results) if bar_metrics is None else bar_metrics
+    used: set[str] = set()
+    for metric in metrics:
+        if metric not in present:
+            continue
+        key = _unique(f"bars_{slug(metric)}", used)
+        plot_category_bars(report.results, metric, target(key), controls=controls)
+    if report.gallery:
+        plot_gallery(report.gallery, target("gallery"))
+    for rel in rel_paths.values():
+        written[rel] = safe_join(root, *rel.split("/"))
+    return rel_paths
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of ``name`` (letters, digits, ``@ . _ -``; no ``..``)."""
+    s = re.sub(r"[^A-Za-z0-9@._-]+", "_", str(name))
+    s = re.sub(r"\.{2,}", "_", s).strip("._")
+    return s or "metric"
+
+
+def _unique(key: str, used: set[str]) -> str:
+    out, k = key, 2
+    while out in used:
+        out, k = f"{key}_{k}", k + 1
+    used.add(out)
+    return out
+
+
+def _fpr_limit(results: pd.DataFrame, default: float = 0.3) -> float:
+    """The L of the first ``aupro@L`` metric, else ``default``."""
+    for m in dict.fromkeys(results["metric"].astype(str)):
+        match = re.fullmatch(r"aupro@([0-9.eE+-]+)", m)
+        if match:
+            try:
+                value = float(match.group(1))
+            except ValueError:
+                continue
+            if 0 < value <= 1:
+                return value
+    return default
