@@ -49,7 +49,7 @@ def test_merge_of_split_states_equals_whole(data, d):
     masks, maps = data
     split = d.draw(st.integers(1, len(masks) - 1))
     for mode in ("exact", "binned"):
-        metric = PixelRanking(fpr_limits=(0.3, 1.0), mode=mode)
+        metric = PixelRanking(fpr_limits=(0.3, 1.0), mode=mode, bits=10, octaves=8)
         whole = _compute(metric, masks, maps)
         merged = _compute(metric, masks, maps, split)
         for k in KEYS:

@@ -103,6 +103,7 @@ def validate_split(
     train_where: str,
     test_where: str,
     require_masks: bool = True,
+    require_train: bool = True,
 ) -> None:
     """Run every up-front check on a freshly listed split.
 
@@ -115,7 +116,10 @@ def validate_split(
     require_masks:
         Check that every anomalous test image has a binary mask of its size.
     """
-    check_nonempty(split.train, what=f"train set of category {split.category!r}", where=train_where)
+    if require_train:
+        check_nonempty(
+            split.train, what=f"train set of category {split.category!r}", where=train_where
+        )
     check_nonempty(split.test, what=f"test set of category {split.category!r}", where=test_where)
     check_unique_ids([*split.train, *split.test])
     bad = [s for s in split.train if s.label != 0]

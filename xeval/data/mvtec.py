@@ -111,6 +111,7 @@ def load_mvtec(
     *,
     validate: bool = True,
     require_masks: bool = True,
+    require_train: bool = True,
 ) -> CategorySplit:
     """List one category of an MVTec-AD-like dataset.
 
@@ -127,6 +128,9 @@ def load_mvtec(
     require_masks:
         With False, anomalous images without a mask are accepted (``mask_path=None``),
         for datasets with image-level labels only.
+    require_train:
+        With False, a category without ``train/good`` images is accepted (scoring
+        precomputed maps needs the test split only).
 
     Returns
     -------
@@ -167,5 +171,6 @@ def load_mvtec(
             train_where=str(cat_dir / "train" / "good"),
             test_where=str(cat_dir / "test") + "/<defect>/",
             require_masks=require_masks,
+            require_train=require_train,
         )
     return split

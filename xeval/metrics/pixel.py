@@ -53,16 +53,16 @@ def _chunks(mask: np.ndarray, amap: np.ndarray):
 # ----------------------------------------------------------------------------- exact
 @dataclass
 class ExactPixelState:
-    """Negative scores, positive scores and positive region weights seen so far."""
+    """Copies of all scores, the positive scores and the positive region weights."""
 
-    neg: list = field(default_factory=list)
+    values: list = field(default_factory=list)
     pos: list = field(default_factory=list)
     pos_w: list = field(default_factory=list)
     n_regions: int = 0
     n_images: int = 0
 
     def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
-        self.neg.append(amap[~mask])
+        self.values.append(np.array(amap, copy=True).reshape(-1))  # sorted in place later
         self.pos.append(amap[mask])
         for m, _ in _chunks(mask, amap):
             w, n = positive_weights(m)
@@ -72,44 +72,60 @@ class ExactPixelState:
 
     def merge(self, other: ExactPixelState) -> ExactPixelState:
         return ExactPixelState(
-            neg=self.neg + other.neg,
+            values=self.values + other.values,
             pos=self.pos + other.pos,
             pos_w=self.pos_w + other.pos_w,
             n_regions=self.n_regions + other.n_regions,
             n_images=self.n_images + other.n_images,
         )
 
-    def _sorted_negatives(self) -> np.ndarray:
-        if len(self.neg) == 1:
-            buf = self.neg[0]
+    def _sorted_values(self) -> np.ndarray:
+        if len(self.values) == 1:
+            buf = self.values[0]
         else:
-            dtype = np.result_type(*self.neg) if self.neg else np.float64
-            buf = np.empty(sum(a.size for a in self.neg), dtype=dtype)
+            dtype = np.result_type(*self.values) if self.values else np.float64
+            buf = np.empty(sum(a.size for a in self.values), dtype=dtype)
             i = 0
-            while self.neg:  # move piece by piece so that memory is freed as we go
-                a = self.neg.pop(0)
+            while self.values:  # move piece by piece so that memory is freed as we go
+                a = self.values.pop(0)
                 buf[i : i + a.size] = a
                 i += a.size
         buf.sort()
-        self.neg = [buf]  # sorted once; a second compute reuses it
+        self.values = [buf]  # sorted once; a second compute reuses it
         return buf
 
     def summary(self) -> ranking.RankSummary:
-        neg = self._sorted_negatives()
-        pos = np.concatenate(self.pos) if self.pos else np.zeros(0)
+        allv = self._sorted_values()
+        pos = np.concatenate(self.pos) if self.pos else np.zeros(0, allv.dtype)
         pos_w = np.concatenate(self.pos_w) if self.pos_w else np.zeros(0)
-        if pos.dtype != neg.dtype:
-            dt = np.result_type(pos, neg)
-            pos = pos.astype(dt)
-            if neg.dtype != dt:
-                neg = neg.astype(dt)
-        return ranking.summarize_sorted(neg, pos, pos_w, self.n_regions)
+        if pos.dtype != allv.dtype:
+            pos = pos.astype(allv.dtype)
+        return ranking.summarize_sorted(allv, pos, pos_w, self.n_regions)
 
 
 # ---------------------------------------------------------------------------- binned
 def _exponent(x: float) -> int:
     """Biased float32 exponent of ``|x|`` (0 for zero and subnormals)."""
     return int(np.abs(np.float32(x)).view(np.uint32)) >> 23
+
+
+def _accumulate(target: np.ndarray, lo: int, idx: np.ndarray, n: int, weights=None) -> None:
+    """``target[lo + idx] += weights`` (or ``+= 1``) for indices ``0 <= idx < n``.
+
+    A dense ``bincount`` costs O(len(idx) + n); when the index range is much wider than
+    the number of values (small batches, log-spaced bins) a sort-based reduction is
+    cheaper."""
+    if n <= 2 * idx.size:
+        target[lo : lo + n] += np.bincount(idx, weights, minlength=n)
+        return
+    order = np.argsort(idx, kind="stable") if weights is not None else None
+    sidx = idx[order] if order is not None else np.sort(idx)
+    starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
+    uniq = sidx[starts].astype(np.int64) + lo
+    if weights is None:
+        target[uniq] += np.diff(np.append(starts, sidx.size))
+    else:
+        target[uniq] += np.add.reduceat(weights[order], starts)
 
 
 def _side_index(x: float, shift: int) -> int:
@@ -220,14 +236,16 @@ class BinnedPixelState:
             if e_cut > self.e_cut or self.n_all is None:
                 self._raise_cut(max(e_cut, self.e_cut))
             b, lo, hi = self._bins(v, vmin, vmax)
-            n = hi - lo + 1
-            self.n_all[lo : lo + n] += np.bincount(b, minlength=n)
+            _accumulate(self.n_all, lo, b, hi - lo + 1)
             idx = np.flatnonzero(m)
             if idx.size:
                 bp = b[idx]
                 w, nreg = positive_weights(m)
-                self.n_pos[lo : lo + n] += np.bincount(bp, minlength=n)
-                self.w_pos[lo : lo + n] += np.bincount(bp, w, minlength=n)
+                plo = int(bp.min())
+                bp -= plo
+                n = int(bp.max()) + 1
+                _accumulate(self.n_pos, lo + plo, bp, n)
+                _accumulate(self.w_pos, lo + plo, bp, n, w)
                 self.n_regions += nreg
             self.n_images += 1 if m.ndim == 2 else m.shape[0]
 

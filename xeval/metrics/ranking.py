@@ -43,11 +43,16 @@ class RankSummary:
 
 
 def summarize_sorted(
-    neg_sorted: np.ndarray, pos: np.ndarray, pos_w: np.ndarray, n_regions: int
+    all_sorted: np.ndarray, pos: np.ndarray, pos_w: np.ndarray, n_regions: int
 ) -> RankSummary:
-    """Exact summary from the ascending-sorted negative scores and the positive scores
-    with their region weights (any order)."""
-    n_neg = int(neg_sorted.size)
+    """Exact summary from the ascending-sorted scores of **all** pixels and the scores
+    of the positive pixels with their region weights (any order).
+
+    Negative counts are all-pixel counts minus positive counts, so the negatives never
+    need to be separated from the positives (one copy and one sort of the scores).
+    """
+    n_all = int(all_sorted.size)
+    n_neg = n_all - int(pos.size)
     order = np.argsort(pos)  # order inside ties is irrelevant: they are summed
     pv = pos[order]
     pw = pos_w[order]
@@ -55,26 +60,27 @@ def summarize_sorted(
         starts = np.flatnonzero(np.concatenate(([True], pv[1:] != pv[:-1])))
         u = pv[starts]  # ascending distinct positive scores
         m = np.diff(np.append(starts, pv.size)).astype(np.int64)
-        w = np.add.reduceat(pw, starts) if pw.size else np.zeros(0)
-        left = np.searchsorted(neg_sorted, u, side="left").astype(np.int64)
-        right = left.copy()
-        if n_neg:
-            # Only scores that some negative also takes need the right-hand search.
-            probe = np.minimum(left, n_neg - 1)
-            tied = (left < n_neg) & (neg_sorted[probe] == u)
-            if tied.any():
-                right[tied] = np.searchsorted(neg_sorted, u[tied], side="right")
+        w = np.add.reduceat(pw, starts)
+        left = np.searchsorted(all_sorted, u, side="left").astype(np.int64)
+        # all pixels scoring exactly u: the m positives, plus negatives only if the
+        # pixel right after those m also scores u (then search for the block's end)
+        right = left + m
+        probe = np.minimum(right, n_all - 1)
+        tied = (right < n_all) & (all_sorted[probe] == u)
+        if tied.any():
+            right[tied] = np.searchsorted(all_sorted, u[tied], side="right")
+        neg_lt = left - starts  # positives below u_j: starts[j]
+        neg_le = right - starts - m
     else:
         u = pv
-        m = np.zeros(0, np.int64)
+        m = neg_lt = neg_le = np.zeros(0, np.int64)
         w = np.zeros(0)
-        left = right = np.zeros(0, np.int64)
     return RankSummary(
         thresholds=u[::-1],
         m=m[::-1],
         w=np.asarray(w, dtype=np.float64)[::-1],
-        neg_ge=(n_neg - left)[::-1],
-        neg_gt=(n_neg - right)[::-1],
+        neg_ge=(n_neg - neg_lt)[::-1],
+        neg_gt=(n_neg - neg_le)[::-1],
         n_pos=int(pv.size),
         n_neg=n_neg,
         n_regions=int(n_regions),

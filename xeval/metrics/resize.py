@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from xeval.errors import InputError
 
@@ -19,6 +17,9 @@ def resize_to(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     size = (int(size[0]), int(size[1]))
     if a.shape[-2:] == size:
         return a
+    import torch  # imported lazily: `import xeval.metrics` stays light
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     t = t[None, None] if a.ndim == 2 else t[:, None]
     shrink = size[0] < a.shape[-2] or size[1] < a.shape[-1]
