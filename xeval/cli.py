@@ -39,9 +39,8 @@ def _summary(res) -> None:
         index=["detector", "explainer"], columns="metric", values="value", sort=False
     )[keep]
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    print(
-        f"\nreport: {res.out_dir / 'index.html'}  (total {res.manifest['timings']['total_s']:.0f} s)"
-    )
+    total = res.manifest["timings"]["total_s"]
+    print(f"\nreport: {res.out_dir / 'index.html'}  (total {total:.0f} s)")
 
 
 def _score(a) -> int:
