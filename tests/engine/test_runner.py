@@ -1,0 +1,151 @@
+"""The engine on a tiny MVTec tree with a transparent fake detector: the numbers in the
+results table equal the metric functions applied to independently computed maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xeval import metrics as M
+from xeval.adapters.base import Detector
+from xeval.data import iter_batches, load_masks, load_mvtec, write_tiny_mvtec
+from xeval.engine.runner import evaluate_detector, holdout
+from xeval.errors import InputError
+from xeval.explainers.base import Explainer
+from xeval.protocols import parse_config
+
+
+class MeanDiff(Detector):
+    """map = mean over channels of |x - mean training image|; score = max of map."""
+
+    name = "meandiff"
+    input_size = (16, 16)
+
+    def fit(self, batches):
+        imgs = np.concatenate(list(batches))
+        self.mean = imgs.mean(axis=0)
+        return self
+
+    def predict(self, images):
+        maps = np.abs(images - self.mean).mean(axis=1).astype(np.float32)
+        return maps.reshape(len(maps), -1).max(axis=1), maps
+
+
+class Native(Explainer):
+    name = "native"
+    requires = frozenset({"map"})
+
+    def explain(self, detector, batch, *, maps=None):
+        return maps
+
+
+class Flat(Explainer):
+    name = "flat"
+    control = True
+
+    def explain(self, detector, batch, *, maps=None):
+        return np.zeros(batch.images.shape[:1] + batch.images.shape[2:], np.float32)
+
+
+class NeedsGradients(Explainer):
+    name = "grad"
+    requires = frozenset({"gradients"})
+
+    def explain(self, detector, batch, *, maps=None):  # pragma: no cover
+        raise AssertionError
+
+
+@pytest.fixture()
+def split(tmp_path):
+    root = write_tiny_mvtec(
+        tmp_path / "d", n_train=6, n_good=3, n_defect=4, size=(24, 20), defects=("scratch", "stain")
+    )
+    return load_mvtec(root, "a")
+
+
+def _cfg(**metrics):
+    return parse_config(
+        {
+            "name": "t",
+            "dataset": {"format": "textures"},
+            "detectors": [{"kind": "x"}],
+            "explainers": ["native"],
+            "metrics": {"bootstrap": 50, **metrics},
+            "batch_size": 4,
+        }
+    )
+
+
+def _rows(unit):
+    return {(r["explainer"], r["metric"]): r for r in unit["rows"]}
+
+
+def test_numbers_equal_direct_metric_calls(split):
+    cfg = _cfg()
+    unit = evaluate_detector(MeanDiff(), [Native(), Flat()], split, cfg)
+    rows = _rows(unit)
+    # recompute independently
+    fit, val = holdout(split.train, fraction=0.2, seed=0)
+    det = MeanDiff().fit(
+        b.images for b in iter_batches(fit, batch_size=8, image_size=(16, 16), with_masks=False)
+    )
+    masks = load_masks(split.test)
+    maps, scores = [], []
+    for b in iter_batches(split.test, batch_size=3, image_size=(16, 16)):
+        s, mm = det.predict(b.images)
+        scores += s.tolist()
+        maps += [M.resize_to(m, sz) for m, sz in zip(mm, b.native_sizes, strict=True)]
+    labels = [s.label for s in split.test]
+    assert rows["native", "pixel_auroc"]["value"] == pytest.approx(M.pixel_auroc(masks, maps))
+    assert rows["native", "aupro@0.3"]["value"] == pytest.approx(M.aupro(masks, maps))
+    assert rows["native", "image_auroc"]["value"] == pytest.approx(M.image_auroc(labels, scores))
+    vmaps = []
+    for b in iter_batches(val, batch_size=8, image_size=(16, 16), with_masks=False):
+        vmaps += [
+            M.resize_to(m, sz)
+            for m, sz in zip(det.predict(b.images)[1], b.native_sizes, strict=True)
+        ]
+    t = M.normal_threshold(vmaps, quantile=0.99)
+    assert rows["native", "iou@t"]["threshold"] == pytest.approx(t)
+    assert rows["native", "iou@t"]["value"] == pytest.approx(M.iou(masks, maps, threshold=t))
+    # a constant map: pixel AUROC exactly 1/2 (all ties), defined
+    assert rows["flat", "pixel_auroc"]["value"] == pytest.approx(0.5)
+    assert rows["native", "image_auroc"]["ci_low"] <= rows["native", "image_auroc"]["value"]
+    assert {g["rank"] for g in unit["gallery"]} == {"best", "worst"}
+    assert len(unit["per_image"]) == 2 * len(split.test)
+
+
+def test_binned_mode_reports_bound(split):
+    unit = evaluate_detector(MeanDiff(), [Native()], split, _cfg(mode="binned"))
+    note = _rows(unit)["native", "pixel_auroc"]["note"]
+    assert note.startswith("binned, |error| <=")
+
+
+def test_impossible_pairing_lists_what_works(split):
+    with pytest.raises(InputError, match=r"needs \['gradients'\].*work with it: \['native'\]"):
+        evaluate_detector(MeanDiff(), [Native(), NeedsGradients()], split, _cfg())
+
+
+class BadShape(MeanDiff):
+    name = "bad"
+
+    def predict(self, images):
+        s, m = super().predict(images)
+        return s[:1], m
+
+
+class NaNMap(MeanDiff):
+    name = "nanmap"
+
+    def predict(self, images):
+        s, m = super().predict(images)
+        m[0, 0, 0] = np.nan
+        return s, m
+
+
+@pytest.mark.parametrize(
+    ("det", "match"), [(BadShape(), "scores of shape"), (NaNMap(), "NaN or inf")]
+)
+def test_bad_detector_output_names_the_detector(split, det, match):
+    with pytest.raises(InputError, match=f"detector '{det.name}'.*{match}"):
+        evaluate_detector(det, [Native()], split, _cfg())
