@@ -20,6 +20,7 @@ class MeanDiff(Detector):
 
     name = "meandiff"
     input_size = (16, 16)
+    differentiable = False
 
     def fit(self, batches):
         imgs = np.concatenate(list(batches))

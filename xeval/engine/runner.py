@@ -165,7 +165,8 @@ def _native(a: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
 
 
 def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
-    can = {"map", "image"} | ({"gradients"} if det.torch_score() is not None else set())
+    # checked before fitting (fail fast): `differentiable` declares torch_score support
+    can = {"map", "image"} | ({"gradients"} if getattr(det, "differentiable", False) else set())
     for e in explainers:
         missing = set(getattr(e, "requires", frozenset())) - can
         if missing:
