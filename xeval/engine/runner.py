@@ -547,7 +547,9 @@ def _gallery_items(gallery: list[dict]):
             or (g["rank"] == "worst" and g["value"] < cur["value"])
         ):
             best[k] = g
-    for g in best.values():
+    order = {"best": 0, "worst": 1}
+    for g in sorted(best.values(), key=lambda g: (g["detector"], g["explainer"],
+                                                  order[g["rank"]])):
         img = read_image(g["image_path"])
         if img.shape[:2] != g["mask"].shape:
             img = np.moveaxis(resize_to(np.moveaxis(img, -1, 0), g["mask"].shape), 0, -1)
