@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur
@@ -110,11 +111,15 @@ class ConvAutoencoder(TorchDetector):
         width: int = 32,
         bottleneck: int = 8,
         sigma: float = 2.0,
+        downsample: int = 2,
         augment: bool = True,
         seed: int = 0,
         device: str = "cpu",
         num_threads: int | None = None,
     ) -> None:
+        if int(downsample) < 1:
+            raise InputError(f"downsample must be >= 1, got {downsample!r}")
+        self.size_multiple = 8 * int(downsample)
         super().__init__(
             name=name,
             input_size=input_size,
@@ -137,6 +142,7 @@ class ConvAutoencoder(TorchDetector):
         self.width = int(width)
         self.bottleneck = int(bottleneck)
         self.sigma = float(sigma)
+        self.downsample = int(downsample)
         self.augment = bool(augment)
         self.model_: _AE | None = None
         self.losses_: list[float] = []
@@ -149,6 +155,7 @@ class ConvAutoencoder(TorchDetector):
             "width": self.width,
             "bottleneck": self.bottleneck,
             "sigma": self.sigma,
+            "downsample": self.downsample,
             "augment": self.augment,
         }
 
@@ -156,7 +163,7 @@ class ConvAutoencoder(TorchDetector):
         model = _AE(self.width, self.bottleneck).to(self._device)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
-        x_all = torch.from_numpy(images)
+        x_all = self._down(torch.from_numpy(images))
         gen = torch.Generator().manual_seed(self.seed)
         square = self.input_size[0] == self.input_size[1]
         t0 = time.perf_counter()
@@ -180,7 +187,7 @@ class ConvAutoencoder(TorchDetector):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(xb)
+                total += float(loss.detach()) * len(xb)
             sched.step()
             self.losses_.append(total / len(x_all))
             if self.max_seconds is not None and time.perf_counter() - t0 > self.max_seconds:
@@ -203,10 +210,19 @@ class ConvAutoencoder(TorchDetector):
         with torch.no_grad():
             for i in range(0, len(x), self.batch_size):
                 xb = torch.from_numpy(x[i : i + self.batch_size]).to(self._device)
-                out.append(self.model_(xb).cpu().numpy())
+                rec = self.model_(self._down(xb))
+                if self.downsample > 1:
+                    rec = F.interpolate(rec, size=xb.shape[-2:], mode="bilinear", align_corners=False)
+                out.append(rec.cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
+
+    def _down(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.downsample) if self.downsample > 1 else x
 
     def _map(self, x: torch.Tensor) -> torch.Tensor:
         assert self.model_ is not None
-        err = ((x - self.model_(x)) ** 2).mean(dim=1, keepdim=True)
+        xs = self._down(x)
+        err = ((xs - self.model_(xs)) ** 2).mean(dim=1, keepdim=True)
+        if self.downsample > 1:
+            err = F.interpolate(err, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return gaussian_blur(err, self.sigma)[:, 0]

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class Detector(ABC):
@@ -26,11 +30,19 @@ class Detector(ABC):
         Short identifier used in result tables.
     input_size:
         ``(H, W)`` the detector expects; the engine resizes images to it.
+    differentiable:
+        True when :meth:`torch_score` returns a differentiable callable.
+    has_map:
+        False for detectors that give image scores only (a classifier's OOD score, a
+        black box returning scores): their :meth:`anomaly_map` raises
+        :class:`~xeval.errors.InputError` and :meth:`predict` returns maps of shape
+        ``(B, 0, 0)``; only explainers that derive maps from the score apply.
     """
 
     name: str = "detector"
     input_size: tuple[int, int] = (128, 128)
     differentiable: bool = False
+    has_map: bool = True
 
     @abstractmethod
     def fit(self, batches: Iterable[np.ndarray]) -> Detector:
@@ -54,6 +66,23 @@ class Detector(ABC):
 
     def torch_score(self) -> Callable | None:
         """A differentiable ``(B, C, H, W) torch.Tensor -> (B,)`` score, or None."""
+        return None
+
+    def torch_module(self) -> nn.Module | None:
+        """The ``torch.nn.Module`` that :meth:`torch_score` runs, or None.
+
+        Optional hook used by attribution explainers: Grad-CAM looks a layer up by name
+        in it (``module.get_submodule(name)``), and DeepLIFT registers its rescale rules
+        on the non-linear modules (``nn.ReLU``, ``nn.Sigmoid``...) it contains.
+        """
+        return None
+
+    def encoder(self) -> Callable | None:
+        """A differentiable feature encoder ``(B, C, H, W) torch.Tensor -> (B, D)``, or None.
+
+        Optional hook used by label-free feature importance (Crabbé & van der Schaar,
+        2022), which attributes ``<f(x), f(x_detached)>`` for the encoder ``f``.
+        """
         return None
 
     def config(self) -> dict:

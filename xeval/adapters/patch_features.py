@@ -164,22 +164,23 @@ class PatchFeatures(TorchDetector):
     """
 
     kind = "patch_features"
+    _CHUNK_ELEMENTS = 2**24  # query x memory distances computed at once (64 MiB float32)
 
     def __init__(
         self,
         *,
         name: str = "patch_features",
         input_size: int | tuple[int, int] = (128, 128),
-        features: str = "both",
+        features: str = "filterbank",
         scales: tuple[float, ...] | list[float] = (1.0, 2.0, 4.0),
         stride: int = 4,
         cnn_width: int = 32,
-        scoring: str = "gaussian",
+        scoring: str = "knn",
         per_position: bool = False,
         shrinkage: float = 0.01,
-        memory_size: int = 16384,
+        memory_size: int = 32768,
         k: int = 1,
-        sigma: float = 2.0,
+        sigma: float = 4.0,
         batch_size: int = 32,
         seed: int = 0,
         device: str = "cpu",
@@ -331,10 +332,16 @@ class PatchFeatures(TorchDetector):
         else:
             q = z.permute(0, 2, 3, 1).reshape(-1, d)
             mem = self._stats["memory"]
-            # squared distances via the expansion, clamped >= 0; sqrt with a floor keeps
-            # gradients finite at zero distance
-            d2 = (q * q).sum(1, keepdim=True) - 2 * q @ mem.T + (mem * mem).sum(1)
-            d2 = torch.topk(d2, self.k, dim=1, largest=False).values.clamp_min(0)
+            mem_sq = (mem * mem).sum(1)
+            # squared distances via the expansion, in chunks of queries (bounded memory),
+            # clamped >= 0; sqrt with a floor keeps gradients finite at zero distance
+            rows = max(1, self._CHUNK_ELEMENTS // len(mem))
+            nearest = []
+            for i in range(0, len(q), rows):
+                qi = q[i : i + rows]
+                d2 = (qi * qi).sum(1, keepdim=True) - 2 * qi @ mem.T + mem_sq
+                nearest.append(torch.topk(d2, self.k, dim=1, largest=False).values)
+            d2 = torch.cat(nearest).clamp_min(0)
             return torch.sqrt(d2 + 1e-12).mean(1).view(b, h, w)
         return torch.sqrt(m.clamp_min(0) + 1e-12)
 

@@ -166,7 +166,11 @@ def _native(a: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
 
 def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
     # checked before fitting (fail fast): `differentiable` declares torch_score support
-    can = {"map", "image"} | ({"gradients"} if getattr(det, "differentiable", False) else set())
+    can = {"image"}
+    if getattr(det, "has_map", True):
+        can.add("map")
+    if getattr(det, "differentiable", False):
+        can.add("gradients")
     for e in explainers:
         missing = set(getattr(e, "requires", frozenset())) - can
         if missing:

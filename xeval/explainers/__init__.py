@@ -1,5 +1,16 @@
 """Explainers: the detector's native map and trivial controls."""
 
 from xeval.explainers.base import Explainer
+from xeval.explainers.controls import CentrePrior, RandomMap, SobelEdges
+from xeval.explainers.native import NativeMap
+from xeval.explainers.registry import EXPLAINERS, build_explainer
 
-__all__ = ["Explainer"]
+__all__ = [
+    "EXPLAINERS",
+    "CentrePrior",
+    "Explainer",
+    "NativeMap",
+    "RandomMap",
+    "SobelEdges",
+    "build_explainer",
+]
