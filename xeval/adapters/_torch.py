@@ -94,9 +94,7 @@ def collect_batches(
     """Concatenate the ``(B, C, H, W)`` arrays (or Batch objects) of ``batches``."""
     if isinstance(batches, np.ndarray) and batches.ndim == 4:
         batches = [batches]
-    arrays = [
-        check_images(b, name=f"{name}[{i}]", size=size) for i, b in enumerate(batches)
-    ]
+    arrays = [check_images(b, name=f"{name}[{i}]", size=size) for i, b in enumerate(batches)]
     if not arrays:
         raise InputError(f"{name} yielded no images: fit needs at least one normal image")
     return np.concatenate(arrays, axis=0)
@@ -268,9 +266,7 @@ class TorchDetector(Detector):
 
         def score(x: torch.Tensor) -> torch.Tensor:
             if x.ndim != 4 or x.shape[1] not in (1, 3):
-                raise InputError(
-                    f"x must have shape (B, 3, H, W), got {tuple(x.shape)}"
-                )
+                raise InputError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
             if tuple(x.shape[2:]) != self.input_size:
                 raise InputError(
                     f"x must have spatial size {self.input_size}, got {tuple(x.shape)}"

@@ -104,7 +104,7 @@ class ConvAutoencoder(TorchDetector):
         *,
         name: str = "conv_autoencoder",
         input_size: int | tuple[int, int] = (128, 128),
-        epochs: int = 40,
+        epochs: int = 30,
         max_seconds: float | None = None,
         batch_size: int = 16,
         lr: float = 2e-3,
@@ -212,7 +212,9 @@ class ConvAutoencoder(TorchDetector):
                 xb = torch.from_numpy(x[i : i + self.batch_size]).to(self._device)
                 rec = self.model_(self._down(xb))
                 if self.downsample > 1:
-                    rec = F.interpolate(rec, size=xb.shape[-2:], mode="bilinear", align_corners=False)
+                    rec = F.interpolate(
+                        rec, size=xb.shape[-2:], mode="bilinear", align_corners=False
+                    )
                 out.append(rec.cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 

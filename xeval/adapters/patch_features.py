@@ -1,9 +1,10 @@
 """A PaDiM / PatchCore-style detector on fixed (never downloaded) patch features.
 
 Features: a deterministic filter bank (local colour means, structure-tensor and Hessian
-energies at several scales) and/or a random-init conv net with a fixed seed, sampled on
-a grid of stride ``stride``. Normal statistics: a Gaussian (mean + shrunk covariance,
-pooled over all positions, or per position for aligned objects) or a kNN memory bank.
+energies at several scales, pooled locally and over a wider context) and/or a
+random-init conv net with a fixed seed, sampled on a grid of stride ``stride``.
+Normal statistics: a Gaussian (mean + shrunk covariance, pooled over all positions, or
+per position for aligned objects) or a kNN memory bank.
 Map: Mahalanobis or nearest-neighbour distance per patch, upsampled bilinearly to the
 input size and smoothed by a Gaussian. Higher = more anomalous. Score: max of the map.
 """
@@ -48,13 +49,22 @@ class FilterBank(nn.Module):
 
     Per scale ``s``: the Gaussian-smoothed colour channels (3), and the log local energy
     (Gaussian window of ``2 s``) of the grey-level gradient ``(gx^2, gy^2, gx*gy)`` and
-    Hessian ``(gxx^2, gyy^2, gxy^2)`` (6). ``D = 9 * len(scales)``.
+    Hessian ``(gxx^2, gyy^2, gxy^2)`` (6), scale-normalised. With ``context``, the same
+    6 energies pooled over a Gaussian window of ``context`` pixels, and the colour
+    channels smoothed at ``context`` (3 once). ``D = 9 * len(scales)`` (+ ``6 *
+    len(scales) + 3`` with context). Everything is a torch conv: differentiable.
     """
 
-    def __init__(self, scales: tuple[float, ...] = (1.0, 2.0, 4.0)) -> None:
+    def __init__(
+        self, scales: tuple[float, ...] = (1.0, 2.0, 4.0), *, context: float | None = None
+    ) -> None:
         super().__init__()
         self.scales = tuple(float(s) for s in scales)
-        self.out_channels = 9 * len(self.scales)
+        self.context = None if not context else float(context)
+        self.out_channels = (9 + (6 if self.context else 0)) * len(self.scales)
+        if self.context:
+            self.out_channels += 3
+            self.register_buffer("wc", gaussian_kernel1d(self.context))
         for i, s in enumerate(self.scales):
             for key, k in _derivative_kernels(s).items():
                 self.register_buffer(f"k{i}_{key}", k)
@@ -70,12 +80,17 @@ class FilterBank(nn.Module):
             gx, gy = _sep_conv(grey, g, d1), _sep_conv(grey, d1, g)
             gxx, gyy, gxy = _sep_conv(grey, g, d2), _sep_conv(grey, d2, g), _sep_conv(grey, d1, d1)
             energies = torch.cat([gx * gx, gy * gy, gx * gy, gxx * gxx, gyy * gyy, gxy * gxy], 1)
-            energies = _sep_conv(energies, w, w)
-            # signed log keeps gx*gy's sign; scale-normalised by s^2 (s^4 for Hessian)
+            # scale-normalised by s^2 (s^4 for Hessian); signed log keeps gx*gy's sign
             s = self.scales[i]
             norm = torch.tensor([s**2] * 3 + [s**4] * 3, device=x.device, dtype=x.dtype)
-            e = energies * norm.view(1, -1, 1, 1)
-            out.append(torch.sign(e) * torch.log1p(e.abs() * 1e3))
+            energies = energies * norm.view(1, -1, 1, 1)
+            pooled = [_sep_conv(energies, w, w)]
+            if self.context:
+                pooled.append(_sep_conv(energies, self.wc, self.wc))
+            for e in pooled:
+                out.append(torch.sign(e) * torch.log1p(e.abs() * 1e3))
+        if self.context:
+            out.append(_sep_conv(x, self.wc, self.wc))
         return torch.cat(out, dim=1)
 
 
@@ -147,6 +162,11 @@ class PatchFeatures(TorchDetector):
         ``"filterbank"``, ``"random_cnn"`` or ``"both"``.
     scales:
         Filter-bank scales (pixels).
+    context:
+        With a filter bank: the gradient/Hessian energies are also pooled over a wider
+        Gaussian window of this standard deviation (pixels), and the colour means too
+        (texture statistics of the neighbourhood, for pasted textures and stains).
+        None or 0: local pooling only.
     stride:
         Grid stride of the patch features (pixels).
     cnn_width:
@@ -159,6 +179,9 @@ class PatchFeatures(TorchDetector):
         Identity regularisation of the per-position covariances (``per_position``).
     memory_size, k:
         kNN memory bank size and number of neighbours.
+    augment:
+        Add the 8 flips / 90-degree rotations of the training images to the normal
+        patches (textures only; 8 times the fit cost).
     sigma:
         Standard deviation (pixels) of the smoothing of the upsampled map.
     """
@@ -173,14 +196,16 @@ class PatchFeatures(TorchDetector):
         input_size: int | tuple[int, int] = (128, 128),
         features: str = "filterbank",
         scales: tuple[float, ...] | list[float] = (1.0, 2.0, 4.0),
+        context: float | None = 8.0,
         stride: int = 4,
         cnn_width: int = 32,
         scoring: str = "knn",
         per_position: bool = False,
         shrinkage: float = 0.01,
-        memory_size: int = 32768,
+        memory_size: int = 16384,
         k: int = 1,
-        sigma: float = 4.0,
+        augment: bool = False,
+        sigma: float = 8.0,
         batch_size: int = 32,
         seed: int = 0,
         device: str = "cpu",
@@ -207,11 +232,16 @@ class PatchFeatures(TorchDetector):
         if features != "random_cnn" and (not scales or min(scales) <= 0):
             raise InputError(f"scales must be positive numbers, got {scales!r}")
         if int(k) < 1 or int(memory_size) < int(k):
-            raise InputError(f"need 1 <= k <= memory_size, got k={k!r}, memory_size={memory_size!r}")
+            raise InputError(
+                f"need 1 <= k <= memory_size, got k={k!r}, memory_size={memory_size!r}"
+            )
         if float(sigma) < 0 or float(shrinkage) < 0:
             raise InputError(f"sigma and shrinkage must be >= 0, got {sigma!r}, {shrinkage!r}")
         self.features = features
         self.scales = scales
+        if context is not None and float(context) < 0:
+            raise InputError(f"context must be >= 0 or None, got {context!r}")
+        self.context = None if not context else float(context)
         self.stride = int(stride)
         self.cnn_width = int(cnn_width)
         self.scoring = scoring
@@ -219,6 +249,7 @@ class PatchFeatures(TorchDetector):
         self.shrinkage = float(shrinkage)
         self.memory_size = int(memory_size)
         self.k = int(k)
+        self.augment = bool(augment)
         self.sigma = float(sigma)
         self._bank: FilterBank | None = None
         self._cnn: RandomCNN | None = None
@@ -228,6 +259,7 @@ class PatchFeatures(TorchDetector):
         return {
             "features": self.features,
             "scales": list(self.scales),
+            "context": self.context,
             "stride": self.stride,
             "cnn_width": self.cnn_width,
             "scoring": self.scoring,
@@ -235,6 +267,7 @@ class PatchFeatures(TorchDetector):
             "shrinkage": self.shrinkage,
             "memory_size": self.memory_size,
             "k": self.k,
+            "augment": self.augment,
             "sigma": self.sigma,
         }
 
@@ -268,7 +301,9 @@ class PatchFeatures(TorchDetector):
         from sklearn.covariance import LedoitWolf
 
         self._bank = (
-            FilterBank(self.scales).to(self._device) if self.features != "random_cnn" else None
+            FilterBank(self.scales, context=self.context).to(self._device)
+            if self.features != "random_cnn"
+            else None
         )
         self._cnn = (
             RandomCNN(width=self.cnn_width, seed=self.seed).to(self._device)
@@ -280,6 +315,11 @@ class PatchFeatures(TorchDetector):
                 mod.eval()
                 for p in mod.parameters():
                     p.requires_grad_(False)
+        if self.augment:  # the 8 flips / 90-degree rotations (square inputs: all 8)
+            views = [images, images[..., ::-1], images[..., ::-1, :], images[..., ::-1, ::-1]]
+            if images.shape[-1] == images.shape[-2]:
+                views += [np.swapaxes(v, -1, -2) for v in views]
+            images = np.ascontiguousarray(np.concatenate(views))
         f = self._extract(images).double()  # (N, D, h, w)
         n, d, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(-1, d)
@@ -301,7 +341,7 @@ class PatchFeatures(TorchDetector):
             mean = zp.mean(1)
             c = zp - mean[:, None]
             cov = c.transpose(1, 2) @ c / max(n - 1, 1)
-            cov = cov + self.shrinkage * torch.eye(d, dtype=cov.dtype)
+            cov = cov + self.shrinkage * torch.eye(d, dtype=cov.dtype, device=cov.device)
             stats["mean"] = mean.view(h, w, d)
             stats["precision"] = torch.linalg.inv(cov).view(h, w, d, d)
         else:
@@ -326,7 +366,9 @@ class PatchFeatures(TorchDetector):
         elif self.scoring == "gaussian":
             mean, prec = self._stats["mean"], self._stats["precision"]
             if mean.shape[:2] != (h, w):
-                raise InputError(f"per-position Gaussian fitted on a {tuple(mean.shape[:2])} grid, got {(h, w)}")
+                raise InputError(
+                    f"per-position Gaussian fitted on a {tuple(mean.shape[:2])} grid, got {(h, w)}"
+                )
             c = z.permute(0, 2, 3, 1) - mean
             m = torch.einsum("bhwi,hwij,bhwj->bhw", c, prec, c)
         else:

@@ -1,0 +1,106 @@
+"""Trivial control explanations every real explainer must beat (DESIGN.md, Conventions).
+
+All return ``(B, H, W)`` float32 maps at the batch's image resolution, higher = more
+"relevant", and never look at the detector.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+from scipy import ndimage
+
+from xeval.adapters.base import Detector
+from xeval.batch import Batch
+from xeval.errors import InputError
+from xeval.explainers.base import Explainer
+
+
+def _image_shape(batch: Batch) -> tuple[int, int, int]:
+    images = batch.images
+    if images.ndim != 4:
+        raise InputError(f"batch.images must have shape (B, C, H, W), got {images.shape}")
+    return images.shape[0], images.shape[2], images.shape[3]
+
+
+def sample_seed(seed: int, sample_id: str) -> np.random.SeedSequence:
+    """A seed sequence from ``(seed, sample_id)`` via CRC-32 (stable across processes,
+    unlike Python's salted ``hash``)."""
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(str(sample_id).encode())])
+
+
+class RandomMap(Explainer):
+    """Uniform ``[0, 1)`` noise, deterministic per sample.
+
+    The generator of each sample is seeded from ``(seed, sample id)`` (CRC-32 of the id),
+    so a sample gets the same map whatever batch it is in and on any worker.
+    """
+
+    name = "random"
+    control = True
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    def explain(
+        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+    ) -> np.ndarray:
+        b, h, w = _image_shape(batch)
+        out = np.empty((b, h, w), dtype=np.float32)
+        for i, sid in enumerate(batch.ids):
+            rng = np.random.default_rng(sample_seed(self.seed, sid))
+            out[i] = rng.random((h, w), dtype=np.float32)
+        return out
+
+    def config(self) -> dict:
+        return {"name": self.name, "seed": self.seed}
+
+
+class SobelEdges(Explainer):
+    """Sobel gradient magnitude of the grey-level image (channel mean).
+
+    ``sqrt(sx**2 + sy**2)`` with ``scipy.ndimage.sobel`` along each axis (borders
+    reflected); high on edges and texture, whatever the detector does.
+    """
+
+    name = "sobel"
+    control = True
+
+    def explain(
+        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+    ) -> np.ndarray:
+        _image_shape(batch)
+        grey = np.asarray(batch.images, dtype=np.float64).mean(axis=1)
+        sy = ndimage.sobel(grey, axis=1, mode="reflect")
+        sx = ndimage.sobel(grey, axis=2, mode="reflect")
+        return np.hypot(sx, sy).astype(np.float32)
+
+
+class CentrePrior(Explainer):
+    """Isotropic Gaussian centred in the image: ``exp(-r**2 / (2 sigma**2))``.
+
+    ``r`` is the distance to the image centre ``((H-1)/2, (W-1)/2)`` and
+    ``sigma = sigma_fraction * min(H, W)``; the peak value 1 is at the centre.
+    """
+
+    name = "centre"
+    control = True
+
+    def __init__(self, *, sigma_fraction: float = 0.25) -> None:
+        if not float(sigma_fraction) > 0:
+            raise InputError(f"sigma_fraction must be > 0, got {sigma_fraction!r}")
+        self.sigma_fraction = float(sigma_fraction)
+
+    def explain(
+        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+    ) -> np.ndarray:
+        b, h, w = _image_shape(batch)
+        sigma = self.sigma_fraction * min(h, w)
+        yy = (np.arange(h) - (h - 1) / 2)[:, None]
+        xx = (np.arange(w) - (w - 1) / 2)[None, :]
+        prior = np.exp(-(yy**2 + xx**2) / (2 * sigma**2)).astype(np.float32)
+        return np.broadcast_to(prior, (b, h, w)).copy()
+
+    def config(self) -> dict:
+        return {"name": self.name, "sigma_fraction": self.sigma_fraction}
