@@ -164,13 +164,20 @@ def _native(a: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     return [resize_to(a[i], sizes[i]) for i in range(a.shape[0])]
 
 
-def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
-    # checked before fitting (fail fast): `differentiable` declares torch_score support
-    can = {"image"}
+def _capabilities(det: Detector) -> set[str]:
+    """What ``det`` can offer explainers, known before fitting (fail fast)."""
+    can = {"image", "baseline"}  # the engine passes normal reference images as baselines
     if getattr(det, "has_map", True):
         can.add("map")
     if getattr(det, "differentiable", False):
-        can.add("gradients")
+        can |= {"gradients", "layer"}
+    if type(det).encoder is not Detector.encoder:
+        can.add("encoder")
+    return can
+
+
+def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
+    can = _capabilities(det)
     for e in explainers:
         missing = set(getattr(e, "requires", frozenset())) - can
         if missing:
@@ -179,6 +186,22 @@ def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
                 f"explainer {e.name!r} needs {sorted(missing)}, which detector {det.name!r} "
                 f"does not provide; explainers that work with it: {ok}"
             )
+
+
+def _fit_references(det: Detector, explainers: list[Explainer], samples: list[Sample],
+                    cfg: RunConfig, category: str, *, max_images: int = 32) -> None:
+    """Give explainers that take a baseline the normal reference images (a seeded
+    subset of the fitting images, at the detector's input size)."""
+    needy = [e for e in explainers if hasattr(e, "fit_reference")]
+    if not needy:
+        return
+    rng = np.random.default_rng(cfg.seed)
+    pick = sorted(rng.permutation(len(samples))[:max_images].tolist())
+    ref = np.concatenate([b.images for b in iter_batches(
+        [samples[i] for i in pick], batch_size=cfg.batch_size,
+        image_size=tuple(det.input_size), with_masks=False, category=category)])
+    for e in needy:
+        e.fit_reference(ref)
 
 
 def _fit(det: Detector, samples: list[Sample], cfg: RunConfig, category: str) -> float:
@@ -233,6 +256,7 @@ def evaluate_detector(
     _check_pairing(det, explainers)
     fit_s, val_s = holdout(split.train, fraction=cfg.metrics["validation_fraction"], seed=cfg.seed)
     timings = {"fit_s": _fit(det, fit_s, cfg, cat)}
+    _fit_references(det, explainers, fit_s, cfg, cat)
     t = time.perf_counter()
     thresholds = _thresholds(det, explainers, val_s, cfg, cat)
     timings["validation_s"] = time.perf_counter() - t
@@ -600,9 +624,10 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
             path = _unit_path(part_dir, cat, name)
             unit = _load_unit(path) if resume else None
             if unit is None:
-                det = build_detector(recipe)
+                det = build_detector({k: v for k, v in recipe.items() if k != "explainers"})
                 det_cfgs[det.name] = det.config()
-                explainers = [build_explainer(e) for e in cfg.explainers]
+                explainers = [build_explainer(e) for e in recipe.get("explainers")
+                              or cfg.explainers]
                 print(
                     f"[xeval] {cat}: {det.name} (fit + explain {len(explainers)} explainers)",
                     file=sys.stderr,

@@ -8,7 +8,7 @@ A configuration is a YAML file (read with ``yaml.safe_load``) such as
     output: xeval-out/demo
     dataset: {format: textures, quick: false, image_size: [128, 128]}
     detectors: [conv_autoencoder, patch_features]    # recipes in adapters/, or inline
-    explainers: [native, random, sobel, centre]
+    explainers: [native, random, sobel, centre]      # per detector: {recipe:, explainers:}
     metrics:
       mode: exact                # or binned (streaming, with an error bound)
       fpr_limits: [0.3]
@@ -144,6 +144,10 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
     detectors = [_load_recipe(d) for d in dets]
     for d in detectors:
         _expect("kind" in d, f"{where}: detector recipe {d!r} has no 'kind'")
+        if "explainers" in d:
+            _expect(isinstance(d["explainers"], list) and d["explainers"],
+                    f"{where}: detectors[{d.get('name', d['kind'])}].explainers must be a "
+                    f"non-empty list (explainers for this detector only)")
     names = [d.get("name", d["kind"]) for d in detectors]
     _expect(len(set(names)) == len(names), f"{where}: detector names must be unique: {names}")
     expl = raw["explainers"]
