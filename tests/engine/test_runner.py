@@ -150,3 +150,26 @@ class NaNMap(MeanDiff):
 def test_bad_detector_output_names_the_detector(split, det, match):
     with pytest.raises(InputError, match=f"detector '{det.name}'.*{match}"):
         evaluate_detector(det, [Native()], split, _cfg())
+
+
+class Counting(Explainer):
+    """A non-control explainer that counts its calls (cached by the engine)."""
+
+    name = "counting"
+    calls = 0
+
+    def explain(self, detector, batch, *, maps=None):
+        Counting.calls += len(batch)
+        return maps * 2
+
+
+def test_explanation_cache_is_reused(split, tmp_path):
+    cfg = _cfg()
+    Counting.calls = 0
+    a = evaluate_detector(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
+    first = Counting.calls
+    assert first > 0
+    b = evaluate_detector(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
+    assert Counting.calls == first  # everything came from the cache
+    ra, rb = _rows(a), _rows(b)
+    assert ra["counting", "aupro@0.3"]["value"] == rb["counting", "aupro@0.3"]["value"]

@@ -188,8 +188,15 @@ def _check_pairing(det: Detector, explainers: list[Explainer]) -> None:
             )
 
 
-def _fit_references(det: Detector, explainers: list[Explainer], samples: list[Sample],
-                    cfg: RunConfig, category: str, *, max_images: int = 32) -> None:
+def _fit_references(
+    det: Detector,
+    explainers: list[Explainer],
+    samples: list[Sample],
+    cfg: RunConfig,
+    category: str,
+    *,
+    max_images: int = 32,
+) -> None:
     """Give explainers that take a baseline the normal reference images (a seeded
     subset of the fitting images, at the detector's input size)."""
     needy = [e for e in explainers if hasattr(e, "fit_reference")]
@@ -197,9 +204,18 @@ def _fit_references(det: Detector, explainers: list[Explainer], samples: list[Sa
         return
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.permutation(len(samples))[:max_images].tolist())
-    ref = np.concatenate([b.images for b in iter_batches(
-        [samples[i] for i in pick], batch_size=cfg.batch_size,
-        image_size=tuple(det.input_size), with_masks=False, category=category)])
+    ref = np.concatenate(
+        [
+            b.images
+            for b in iter_batches(
+                [samples[i] for i in pick],
+                batch_size=cfg.batch_size,
+                image_size=tuple(det.input_size),
+                with_masks=False,
+                category=category,
+            )
+        ]
+    )
     for e in needy:
         e.fit_reference(ref)
 
@@ -234,6 +250,30 @@ def _thresholds(det, explainers, val, cfg, category) -> dict[str, float]:
     return {name: normal_threshold(m, quantile=q) for name, m in maps.items()}
 
 
+def _cached(explainers, det, fit_samples, cfg, cache_dir: Path) -> list[Explainer]:
+    """Wrap attribution explainers in an on-disk cache keyed by the detector's config,
+    seed and the exact fitting images (fits are deterministic for a seed)."""
+    import hashlib
+
+    from xeval.explainers.cache import CachedExplainer
+
+    blob = json.dumps(
+        {
+            "detector": det.config(),
+            "seed": cfg.seed,
+            "fit": [(s.id, str(s.image_path)) for s in fit_samples],
+            "size": list(det.input_size),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()
+    return [
+        e if (e.control or "map" in e.requires) else CachedExplainer(e, cache_dir, detector_key=key)
+        for e in explainers
+    ]
+
+
 def _candidate(unit: _Unit, value: float, sample: Sample, mask: np.ndarray, amap: np.ndarray):
     item = (value, sample.id, str(sample.image_path), mask, amap.astype(np.float32))
     if unit.best is None or value > unit.best[0]:
@@ -243,7 +283,12 @@ def _candidate(unit: _Unit, value: float, sample: Sample, mask: np.ndarray, amap
 
 
 def evaluate_detector(
-    det: Detector, explainers: list[Explainer], split: CategorySplit, cfg: RunConfig
+    det: Detector,
+    explainers: list[Explainer],
+    split: CategorySplit,
+    cfg: RunConfig,
+    *,
+    cache_dir: Path | None = None,
 ) -> dict:
     """Fit ``det`` on the category's normal images, explain and score the test set.
 
@@ -257,6 +302,8 @@ def evaluate_detector(
     fit_s, val_s = holdout(split.train, fraction=cfg.metrics["validation_fraction"], seed=cfg.seed)
     timings = {"fit_s": _fit(det, fit_s, cfg, cat)}
     _fit_references(det, explainers, fit_s, cfg, cat)
+    if cache_dir is not None:
+        explainers = _cached(explainers, det, fit_s, cfg, cache_dir)
     t = time.perf_counter()
     thresholds = _thresholds(det, explainers, val_s, cfg, cat)
     timings["validation_s"] = time.perf_counter() - t
@@ -576,8 +623,7 @@ def _gallery_items(gallery: list[dict]):
         ):
             best[k] = g
     order = {"best": 0, "worst": 1}
-    for g in sorted(best.values(), key=lambda g: (g["detector"], g["explainer"],
-                                                  order[g["rank"]])):
+    for g in sorted(best.values(), key=lambda g: (g["detector"], g["explainer"], order[g["rank"]])):
         img = read_image(g["image_path"])
         if img.shape[:2] != g["mask"].shape:
             img = np.moveaxis(resize_to(np.moveaxis(img, -1, 0), g["mask"].shape), 0, -1)
@@ -610,6 +656,11 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     part_dir = safe_join(out, ".partial", cfg.config_hash())
     part_dir.mkdir(parents=True, exist_ok=True)
     timings: dict = {}
+    cache_dir = None
+    if cfg.cache:
+        cache_dir = (
+            safe_join(out, ".cache", "explanations") if cfg.cache is True else Path(cfg.cache)
+        )
     t = time.perf_counter()
     splits = load_splits(cfg)
     timings["dataset_s"] = time.perf_counter() - t
@@ -626,13 +677,14 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
             if unit is None:
                 det = build_detector({k: v for k, v in recipe.items() if k != "explainers"})
                 det_cfgs[det.name] = det.config()
-                explainers = [build_explainer(e) for e in recipe.get("explainers")
-                              or cfg.explainers]
+                explainers = [
+                    build_explainer(e) for e in recipe.get("explainers") or cfg.explainers
+                ]
                 print(
                     f"[xeval] {cat}: {det.name} (fit + explain {len(explainers)} explainers)",
                     file=sys.stderr,
                 )
-                unit = evaluate_detector(det, explainers, split, cfg)
+                unit = evaluate_detector(det, explainers, split, cfg, cache_dir=cache_dir)
                 _save_unit(path, unit)
             else:
                 print(f"[xeval] {cat}: {name} (resumed from {path.parent})", file=sys.stderr)

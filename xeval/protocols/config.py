@@ -16,6 +16,7 @@ A configuration is a YAML file (read with ``yaml.safe_load``) such as
       validation_fraction: 0.2      # of the normal training images, held out
     batch_size: 16
     report: {figures: true, gallery: true}
+    cache: true      # reuse attribution maps across runs: <output>/.cache, or a folder
 
 Every key is checked; unknown keys and wrong types are errors that name the key.
 """
@@ -55,6 +56,7 @@ class RunConfig:
     output: str = "xeval-out"
     batch_size: int = 16
     report: dict = field(default_factory=lambda: {"figures": True, "gallery": True})
+    cache: str | bool | None = None
     source: str | None = None
 
     def to_dict(self) -> dict:
@@ -145,9 +147,11 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
     for d in detectors:
         _expect("kind" in d, f"{where}: detector recipe {d!r} has no 'kind'")
         if "explainers" in d:
-            _expect(isinstance(d["explainers"], list) and d["explainers"],
-                    f"{where}: detectors[{d.get('name', d['kind'])}].explainers must be a "
-                    f"non-empty list (explainers for this detector only)")
+            _expect(
+                isinstance(d["explainers"], list) and d["explainers"],
+                f"{where}: detectors[{d.get('name', d['kind'])}].explainers must be a "
+                f"non-empty list (explainers for this detector only)",
+            )
     names = [d.get("name", d["kind"]) for d in detectors]
     _expect(len(set(names)) == len(names), f"{where}: detector names must be unique: {names}")
     expl = raw["explainers"]
@@ -183,6 +187,11 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
     seed = raw.get("seed", 0)
     _expect(isinstance(seed, int), f"{where}: seed must be an integer, got {seed!r}")
     report = {"figures": True, "gallery": True, **(raw.get("report") or {})}
+    cache = raw.get("cache")
+    _expect(
+        cache is None or isinstance(cache, bool | str),
+        f"{where}: cache must be true/false or a folder path, got {cache!r}",
+    )
     return RunConfig(
         name=str(raw.get("name", "run")),
         dataset=dict(ds, image_size=list(size)),
@@ -193,6 +202,7 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
         output=str(raw.get("output", "xeval-out")),
         batch_size=bs,
         report=report,
+        cache=cache,
         source=source,
     )
 
