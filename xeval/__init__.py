@@ -13,4 +13,17 @@ The package is organised by role (see README):
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "explain", "wrap"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import xeval` stays light (no torch/captum until they are needed).
+    if name == "explain":
+        from xeval.explainers.api import explain
+
+        return explain
+    if name == "wrap":
+        from xeval.adapters.wrap import wrap
+
+        return wrap
+    raise AttributeError(f"module 'xeval' has no attribute {name!r}")
