@@ -9,11 +9,43 @@ sizes may differ; maps at the mask's native resolution):
 - pixel level at a threshold: :func:`pro_at`, :func:`iou`, :func:`dice`,
   :func:`iou_per_image`; thresholds from normal data: :func:`normal_threshold`
 
+Faithfulness (call the detector on perturbed images, batched; removed pixels replaced
+by normal content, see :mod:`xeval.metrics.substrates`): :func:`deletion_auc`,
+:func:`insertion_auc`, :func:`deletion_curve`, :func:`insertion_curve`, :func:`aopc`,
+:func:`faithfulness_correlation`, :func:`infidelity`.
+
+Explanations against masks: :func:`pointing_game`, :func:`relevance_mass`,
+:func:`relevance_rank`, :func:`top_k_intersection` (images with an empty mask are
+excluded, never hits); complexity: :func:`gini_sparseness`, :func:`entropy_complexity`.
+
 State API (``init / update / merge / compute``): :class:`PixelRanking` (exact or
-binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`.
+binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
+:class:`LocalisationMetrics`, :class:`ComplexityMetrics`.
 """
 
+from xeval.metrics.complexity import ComplexityMetrics, entropy_complexity, gini_sparseness
+from xeval.metrics.faithfulness import (
+    PerturbationCurve,
+    aopc,
+    deletion_auc,
+    deletion_curve,
+    faithfulness_correlation,
+    infidelity,
+    insertion_auc,
+    insertion_curve,
+)
 from xeval.metrics.image import ImageMetrics, f1_max, fpr_at_tpr, image_aupr, image_auroc
+from xeval.metrics.localisation import (
+    LocalisationMetrics,
+    pointing_game,
+    pointing_game_per_image,
+    relevance_mass,
+    relevance_mass_per_image,
+    relevance_rank,
+    relevance_rank_per_image,
+    top_k_intersection,
+    top_k_intersection_per_image,
+)
 from xeval.metrics.pixel import PixelRanking, aupro, pixel_aupr, pixel_auroc
 from xeval.metrics.resize import resize_to
 from xeval.metrics.threshold import (
@@ -26,15 +58,35 @@ from xeval.metrics.threshold import (
 )
 
 __all__ = [
+    "ComplexityMetrics",
+    "LocalisationMetrics",
+    "entropy_complexity",
+    "gini_sparseness",
+    "pointing_game",
+    "pointing_game_per_image",
+    "relevance_mass",
+    "relevance_mass_per_image",
+    "relevance_rank",
+    "relevance_rank_per_image",
+    "top_k_intersection",
+    "top_k_intersection_per_image",
     "ImageMetrics",
+    "PerturbationCurve",
     "PixelRanking",
     "ThresholdMetrics",
+    "aopc",
     "aupro",
+    "deletion_auc",
+    "deletion_curve",
     "dice",
     "f1_max",
+    "faithfulness_correlation",
     "fpr_at_tpr",
     "image_aupr",
     "image_auroc",
+    "infidelity",
+    "insertion_auc",
+    "insertion_curve",
     "iou",
     "iou_per_image",
     "normal_threshold",

@@ -1,0 +1,863 @@
+"""Faithfulness of explanations of anomaly detectors: does the detector's score follow
+the attribution when the pixels it points at are removed?
+
+These metrics call the detector (``detector.score``) on perturbed copies of the
+images, in batches: every (image, step) perturbation of a set of images goes through
+``detector.score`` in chunks of ``batch_size`` perturbed images, so a deletion curve
+of ``B`` images with ``steps`` steps costs ``ceil(B * (steps + 1) / batch_size)``
+calls.
+
+What replaces removed pixels (the *substrate*) matters for an anomaly detector: black
+or blurred pixels are new anomalies (DESIGN.md). The default substrate is a **normal
+reference image** (``reference=``: normal training images or their mean); the
+detector's reconstruction and ROAD's noisy linear imputation are the other normal
+choices; black and blur are available but flagged. See :mod:`xeval.metrics.substrates`.
+
+Common conventions
+------------------
+- ``images``: ``(B, C, H, W)`` float; ``attributions``: ``(B, H, W)`` maps (channels
+  already reduced, see :mod:`xeval.explainers.reduce`; ``(B, 1, H, W)`` is accepted).
+  :func:`infidelity` also takes ``(B, C, H, W)`` attributions.
+- Removing a pixel replaces all its channels. With ``patch_size=p > 1`` the image is
+  tiled into ``p x p`` squares (the last row/column may be smaller), each square's
+  relevance is the **sum** of its attributions, and whole squares are removed.
+- Order: **most relevant first** (MoRF) by the signed attribution value; ties are
+  broken by raster order (top-left first) — deterministic. LeRF is the ascending order
+  with the same tie rule.
+- A constant attribution map (all zero, or all equal) defines no order: its values are
+  NaN with an :class:`~xeval.errors.UndefinedMetricWarning`, never a made-up number.
+- Randomness (ROAD noise, random subsets, infidelity perturbations) is seeded by
+  ``seed`` and the image's position in the call, so the numbers do not depend on
+  ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xeval.errors import InputError, UndefinedMetricWarning
+from xeval.metrics.substrates import (
+    ANOMALY_NOTE,
+    BoundSubstrate,
+    Substrate,
+    _FixedBound,
+    resolve_substrate,
+)
+
+__all__ = [
+    "PerturbationCurve",
+    "aopc",
+    "deletion_auc",
+    "deletion_curve",
+    "faithfulness_correlation",
+    "infidelity",
+    "insertion_auc",
+    "insertion_curve",
+]
+
+DEFAULT_STEPS = 20
+DEFAULT_BATCH = 64
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_images(images) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise InputError(
+            f"images must be a numpy array of shape (B, C, H, W), got {type(images).__name__}"
+        )
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise InputError(f"images must have shape (B, C, H, W) with B >= 1, got {images.shape}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise InputError(f"images must be floating point (float32), got dtype {images.dtype}")
+    if not np.all(np.isfinite(images)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(images))[0])
+        raise InputError(f"images hold non-finite values (first at index {bad})")
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def _check_attributions(attributions, images: np.ndarray, *, allow_channels: bool = False):
+    a = np.asarray(attributions)
+    b, c, h, w = images.shape
+    if a.ndim == 4 and a.shape[1] == 1 and a.shape[0] == b and a.shape[2:] == (h, w):
+        a = a[:, 0]
+    ok = a.shape == (b, h, w) or (allow_channels and a.shape == images.shape)
+    if not ok:
+        expected = f"(B, H, W) = {(b, h, w)}"
+        if allow_channels:
+            expected += f" or (B, C, H, W) = {images.shape}"
+        hint = ""
+        if a.ndim == 4 and not allow_channels:
+            hint = (
+                "; reduce channels first (xeval.explainers.reduce.reduce_channels, "
+                "e.g. 'abs_sum' or 'signed_sum')"
+            )
+        raise InputError(
+            f"attributions have shape {a.shape} but images have shape {images.shape}: "
+            f"expected attributions of shape {expected}{hint}"
+        )
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        if a.dtype != bool:
+            raise InputError(f"attributions must be real-valued, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise InputError(
+            f"attributions hold non-finite values (first at index {bad}: {a[bad]}); "
+            "attribution maps must be finite"
+        )
+    return a
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _warn_undefined(metric: str, images: np.ndarray, why: str) -> None:
+    if images.size:
+        shown = ", ".join(map(str, images[:10].tolist())) + (", ..." if images.size > 10 else "")
+        warnings.warn(
+            f"{metric} is undefined for image(s) [{shown}]: {why}; returning NaN for them",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+
+
+# ------------------------------------------------------------------------ regions
+def _regions(attr: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (H, W) region index, region relevance (B, R) = sum of attributions)``."""
+    b, h, w = attr.shape
+    p = patch_size
+    ny, nx = -(-h // p), -(-w // p)
+    yy, xx = np.mgrid[0:h, 0:w]
+    labels = (yy // p) * nx + (xx // p)
+    if p == 1:
+        return labels, attr.reshape(b, -1)
+    padded = np.zeros((b, ny * p, nx * p))
+    padded[:, :h, :w] = attr
+    rel = padded.reshape(b, ny, p, nx, p).sum(axis=(2, 4)).reshape(b, -1)
+    return labels, rel
+
+
+def _ranks(rel: np.ndarray, *, ascending: bool) -> np.ndarray:
+    """Position of each region in the removal order; ties by raster order."""
+    order = np.argsort(rel if ascending else -rel, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(rel.shape[1])[None], axis=1)
+    return rank
+
+
+def _constant(attr: np.ndarray) -> np.ndarray:
+    flat = attr.reshape(len(attr), -1)
+    return flat.max(axis=1) == flat.min(axis=1)
+
+
+# ------------------------------------------------------------------------- scoring
+def _score(detector, x: np.ndarray) -> np.ndarray:
+    s = np.asarray(detector.score(x), dtype=np.float64)
+    if s.shape != (len(x),):
+        raise InputError(
+            f"detector.score returned shape {s.shape} for {len(x)} images; expected ({len(x)},)"
+        )
+    if not np.all(np.isfinite(s)):
+        raise InputError(
+            f"detector.score returned non-finite scores for perturbed images "
+            f"(e.g. {s[~np.isfinite(s)][:3].tolist()}); faithfulness needs finite scores"
+        )
+    return s
+
+
+def _score_jobs(
+    detector,
+    images: np.ndarray,
+    bound: BoundSubstrate,
+    idx: np.ndarray,
+    make_removed: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+) -> np.ndarray:
+    """Score ``len(idx)`` perturbed images in chunks of ``batch_size``.
+
+    Job ``j`` is image ``idx[j]`` whose pixels ``make_removed(js)[.]`` (bool ``(H, W)``)
+    are replaced by the substrate.
+    """
+    out = np.empty(len(idx))
+    for start in range(0, len(idx), batch_size):
+        js = np.arange(start, min(start + batch_size, len(idx)))
+        ii = idx[js]
+        removed = make_removed(js)
+        fill = bound.fill(ii, removed, js)
+        x = np.where(removed[:, None], fill, images[ii]).astype(np.float32, copy=False)
+        out[js] = _score(detector, x)
+    return out
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return ((y[..., 1:] + y[..., :-1]) * 0.5 * np.diff(x)).sum(axis=-1)
+
+
+def _bind(detector, images, substrate, reference, seed) -> tuple[Substrate, BoundSubstrate]:
+    sub = resolve_substrate(substrate)
+    return sub, sub.bind(detector, images, reference=reference, seed=int(seed))
+
+
+def _notes(sub: Substrate) -> tuple[str, ...]:
+    return (ANOMALY_NOTE.format(name=sub.name),) if sub.creates_anomalies else ()
+
+
+def _raw_curves(
+    detector,
+    images,
+    attributions,
+    *,
+    substrate,
+    reference,
+    steps,
+    patch_size,
+    batch_size,
+    seed,
+    ascending: bool,
+    insertion: bool,
+    metric: str,
+):
+    """Raw scores ``(B, steps+1)`` (NaN rows for constant maps), fractions, substrate."""
+    images = _check_images(images)
+    attr = _check_attributions(attributions, images)
+    steps = _positive_int(steps, "steps")
+    patch_size = _positive_int(patch_size, "patch_size")
+    batch_size = _positive_int(batch_size, "batch_size")
+    sub, bound = _bind(detector, images, substrate, reference, seed)
+    b = len(images)
+    labels, rel = _regions(attr, patch_size)
+    n_regions = rel.shape[1]
+    counts = np.rint(np.arange(steps + 1) * n_regions / steps).astype(np.int64)
+    fractions = counts / n_regions
+    rank = _ranks(rel, ascending=ascending)
+    const = _constant(attr)
+    _warn_undefined(
+        metric,
+        np.flatnonzero(const),
+        "the attribution map is constant (e.g. all zero), so it defines no removal order",
+    )
+    live = np.flatnonzero(~const)
+    k = steps + 1
+    # job j -> (image live[j // k], step j % k); keys seed ROAD noise per (image, step)
+    job_img = np.repeat(live, k)
+    job_step = np.tile(np.arange(k), len(live))
+
+    def make_removed(js: np.ndarray) -> np.ndarray:
+        r = rank[job_img[js]][:, labels]  # (n, H, W) rank of each pixel's region
+        n = counts[job_step[js]][:, None, None]
+        return r >= n if insertion else r < n
+
+    class _Keyed(BoundSubstrate):  # stable noise keys: image index * k + step
+        def fill(self, idx, removed, keys):
+            return bound.fill(idx, removed, job_img[keys] * k + job_step[keys])
+
+    scores = np.full((b, k), np.nan)
+    if len(live):
+        s = _score_jobs(detector, images, _Keyed(), job_img, make_removed, batch_size)
+        scores[live] = s.reshape(len(live), k)
+    return scores, fractions, sub
+
+
+# ------------------------------------------------------------------ deletion/insertion
+@dataclass(frozen=True)
+class PerturbationCurve:
+    """A deletion or insertion curve of a set of images.
+
+    Attributes
+    ----------
+    kind:
+        ``"deletion"`` (lower AUC = more faithful) or ``"insertion"`` (higher = more
+        faithful).
+    fractions:
+        ``(K,)`` fraction of regions (pixels when ``patch_size=1``) removed (deletion)
+        or inserted (insertion) at each step, from 0 to 1.
+    scores:
+        ``(B, K)`` raw detector scores of the perturbed images (NaN rows for images
+        with a constant attribution map).
+    curves:
+        ``(B, K)`` normalised scores ``(s_k - s_sub) / (s_x - s_sub)``: ``s_x`` the
+        score of the intact image, ``s_sub`` the score of the fully replaced image (the
+        substrate). Deletion goes from 1 to 0, insertion from 0 to 1. Not clipped.
+    auc:
+        ``(B,)`` trapezoidal area under ``curves`` over ``fractions``.
+    substrate:
+        What replaced the removed pixels (e.g. ``"normal (mean normal reference
+        image)"``).
+    notes:
+        Caveats, e.g. that the substrate creates new anomalies (black, blur).
+    """
+
+    kind: str
+    fractions: np.ndarray
+    scores: np.ndarray
+    curves: np.ndarray
+    auc: np.ndarray
+    substrate: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind == "insertion"
+
+
+def _curve(kind: str, detector, images, attributions, **kw) -> PerturbationCurve:
+    insertion = kind == "insertion"
+    metric = f"{kind} AUC"
+    scores, fractions, sub = _raw_curves(
+        detector, images, attributions, ascending=False, insertion=insertion, metric=metric, **kw
+    )
+    s_x = scores[:, -1] if insertion else scores[:, 0]
+    s_sub = scores[:, 0] if insertion else scores[:, -1]
+    denom = s_x - s_sub
+    flat = np.isfinite(denom) & (denom == 0)
+    _warn_undefined(
+        metric,
+        np.flatnonzero(flat),
+        "the intact image scores the same as the fully replaced one (s(x) == s(substrate)): "
+        "nothing to normalise by (a normal image replaced by normal content does this)",
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        curves = (scores - s_sub[:, None]) / np.where(flat, np.nan, denom)[:, None]
+    auc = _trapezoid(curves, fractions)
+    return PerturbationCurve(
+        kind=kind,
+        fractions=fractions,
+        scores=scores,
+        curves=curves,
+        auc=auc,
+        substrate=sub.describe(),
+        notes=_notes(sub),
+    )
+
+
+_CURVE_DOC_PARAMS = """
+    Parameters
+    ----------
+    detector:
+        A :class:`~xeval.adapters.Detector` (only ``score`` is called).
+    images:
+        ``(B, C, H, W)`` float images.
+    attributions:
+        ``(B, H, W)`` attribution maps (higher = more relevant to the anomaly).
+    substrate:
+        ``"normal"`` (default; needs ``reference``), ``"reconstruction"``, ``"road"``,
+        ``"black"`` or ``"blur"`` (flagged), or a
+        :class:`~xeval.metrics.substrates.Substrate`.
+    reference:
+        Normal images ``(N, C, H, W)`` (their mean is used) or one ``(C, H, W)`` image,
+        for ``substrate="normal"``.
+    steps:
+        Number of equal steps from 0 to 100 % of the regions (``steps + 1`` points).
+    patch_size:
+        Side of the square regions removed together (1 = pixels).
+    batch_size:
+        Perturbed images per ``detector.score`` call.
+    seed:
+        Seed of ROAD's noise (other substrates are deterministic).
+
+"""
+
+
+def _params_doc(fn):
+    """Insert the shared parameter section at the ``<params>`` marker of ``fn``'s doc."""
+    extra = ""
+    if fn.__name__ == "aopc":
+        extra = '    order:\n        ``"morf"`` or ``"lerf"``.\n'
+    params = _CURVE_DOC_PARAMS.replace("    substrate:", extra + "    substrate:", 1)
+    fn.__doc__ = fn.__doc__.replace("    <params>\n", params.lstrip("\n"))
+    return fn
+
+
+@_params_doc
+def deletion_curve(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> PerturbationCurve:
+    """Deletion curves: the score as the most relevant pixels are replaced by normal content.
+
+    Definition: order the regions by decreasing attribution (MoRF, ties in raster order);
+    at step ``k`` the first ``round(k R / steps)`` of the ``R`` regions are replaced by
+    the substrate and the image is scored, ``s_k``. The curve is normalised per image as
+    ``c_k = (s_k - s_sub) / (s_x - s_sub)`` where ``s_x = s_0`` is the intact image's
+    score and ``s_sub = s_steps`` the fully replaced image's (the substrate's) score, so
+    ``c_0 = 1`` and ``c_steps = 0``; the AUC is the trapezoidal area under ``c`` over
+    the fraction removed. **Lower = more faithful** (the anomaly evidence goes first).
+
+    Anomaly scores are unbounded and may be negative, hence this affine normalisation
+    rather than ``s_k / s_0``. There is no clipping (no hidden transforms): a curve that
+    rises above the intact score (removal creates an anomaly) exceeds 1, and an intact
+    image scoring below its substrate (``s_x < s_sub``) gives a negative denominator.
+    ``s_x == s_sub`` (e.g. a normal image against the normal reference) is undefined:
+    NaN with an :class:`~xeval.errors.UndefinedMetricWarning`.
+
+    Reference: Petsiuk, Das & Saenko (2018), "RISE: Randomized Input Sampling for
+    Explanation of Black-box Models", BMVC (deletion/insertion); substrate "road": Rong
+    et al. (2022), ICML.
+    <params>
+    Returns
+    -------
+    PerturbationCurve
+        ``kind="deletion"``; ``auc`` is :func:`deletion_auc`.
+    """
+    return _curve(
+        "deletion",
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+@_params_doc
+def insertion_curve(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> PerturbationCurve:
+    """Insertion curves: the score as the most relevant pixels are put back into the substrate.
+
+    Definition: start from the fully replaced image (the substrate); at step ``k`` the
+    first ``round(k R / steps)`` regions in decreasing attribution order (ties in raster
+    order) hold the image's own pixels, the others the substrate. Normalised exactly
+    like :func:`deletion_curve`, ``c_k = (s_k - s_sub) / (s_x - s_sub)``, so ``c_0 = 0``
+    and ``c_steps = 1``; AUC = trapezoidal area over the fraction inserted. **Higher =
+    more faithful** (the anomaly comes back with the first pixels). No clipping; NaN
+    with a warning when ``s_x == s_sub``.
+
+    Reference: Petsiuk, Das & Saenko (2018), "RISE", BMVC.
+    <params>
+    Returns
+    -------
+    PerturbationCurve
+        ``kind="insertion"``; ``auc`` is :func:`insertion_auc`.
+    """
+    return _curve(
+        "insertion",
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+@_params_doc
+def deletion_auc(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per-image normalised deletion AUC ``(B,)``; **lower = more faithful**.
+
+    See :func:`deletion_curve` for the definition and the normalisation
+    ``(s_k - s_sub) / (s_x - s_sub)``. NaN (with a warning) for constant attribution
+    maps and for images scoring the same as their substrate.
+
+    Reference: Petsiuk et al. (2018), "RISE", BMVC.
+    <params>
+    """
+    return deletion_curve(
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+    ).auc
+
+
+@_params_doc
+def insertion_auc(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per-image normalised insertion AUC ``(B,)``; **higher = more faithful**.
+
+    See :func:`insertion_curve`. NaN (with a warning) for constant attribution maps and
+    for images scoring the same as their substrate.
+
+    Reference: Petsiuk et al. (2018), "RISE", BMVC.
+    <params>
+    """
+    return insertion_curve(
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+    ).auc
+
+
+# --------------------------------------------------------------------------- AOPC
+@_params_doc
+def aopc(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    order: str = "morf",
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Area over the perturbation curve (AOPC), per image ``(B,)``.
+
+    Definition (Samek et al. 2017): ``AOPC = 1/(L+1) sum_{k=0}^{L} (s_0 - s_k)`` where
+    ``s_k`` is the detector score after replacing the first ``round(k R / L)`` of the
+    ``R`` regions (``L = steps``) by the substrate, in the order given by ``order``:
+    ``"morf"`` (most relevant first: decreasing attribution) or ``"lerf"`` (least
+    relevant first: increasing attribution); ties in raster order. Samek et al. remove
+    ``9 x 9`` regions: use ``patch_size``. In **raw score units** (no normalisation),
+    so values are comparable across explanations of the same detector only.
+
+    Direction: MoRF **higher = more faithful** (the score falls fast when the evidence
+    goes); LeRF **lower = more faithful** (removing irrelevant pixels changes little).
+    ``aopc(morf) - aopc(lerf)`` (ABPC) combines the two.
+
+    Reference: Samek, Binder, Montavon, Lapuschkin & Müller (2017), "Evaluating the
+    visualization of what a deep neural network has learned", IEEE TNNLS.
+    <params>
+    """
+    if order not in ("morf", "lerf"):
+        raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
+    scores, _, _ = _raw_curves(
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+        ascending=order == "lerf",
+        insertion=False,
+        metric=f"AOPC ({order.upper()})",
+    )
+    return (scores[:, :1] - scores).mean(axis=1)
+
+
+# ------------------------------------------------------------ faithfulness correlation
+def faithfulness_correlation(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    n_samples: int = 100,
+    subset_size: int | float = 0.1,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Faithfulness correlation per image ``(B,)``, in ``[-1, 1]``; **higher = more faithful**.
+
+    Definition (Bhatt et al. 2020): draw ``n_samples`` random subsets ``S`` of
+    ``subset_size`` regions (without replacement, uniformly, seeded); for each, the sum
+    of attributions over ``S`` and the score drop ``s(x) - s(x_S)`` where ``x_S`` has
+    ``S`` replaced by the substrate; the metric is the Pearson correlation of the two
+    over the subsets. For an anomaly detector a faithful map puts its mass where
+    removal lowers the score. NaN with a warning when either quantity is constant over
+    the subsets (e.g. a constant map, or a detector that ignores the subsets).
+
+    Reference: Bhatt, Weller & Moura (2020), "Evaluating and Aggregating Feature-based
+    Model Explanations", IJCAI.
+
+    Parameters
+    ----------
+    detector, images, attributions, substrate, reference, patch_size, batch_size:
+        As in :func:`deletion_curve`.
+    n_samples:
+        Random subsets per image (Quantus' ``nr_runs``, default 100).
+    subset_size:
+        Regions per subset: an int, or a float in ``(0, 1)`` = fraction of the regions
+        (default 0.1).
+    seed:
+        Seed of the subsets (and ROAD noise); subset ``j`` of image ``i`` depends only
+        on ``(seed, i)``.
+    """
+    images = _check_images(images)
+    attr = _check_attributions(attributions, images)
+    n_samples = _positive_int(n_samples, "n_samples", 2)
+    patch_size = _positive_int(patch_size, "patch_size")
+    batch_size = _positive_int(batch_size, "batch_size")
+    sub, bound = _bind(detector, images, substrate, reference, seed)
+    b = len(images)
+    labels, rel = _regions(attr, patch_size)
+    n_regions = rel.shape[1]
+    if isinstance(subset_size, float) and 0 < subset_size < 1:
+        m = max(1, int(round(subset_size * n_regions)))
+    elif isinstance(subset_size, (int, np.integer)) and not isinstance(subset_size, bool):
+        m = int(subset_size)
+        if not 1 <= m < n_regions:
+            raise InputError(
+                f"subset_size must be between 1 and the number of regions - 1 "
+                f"({n_regions - 1}), got {subset_size!r}"
+            )
+    else:
+        raise InputError(
+            f"subset_size must be an int (regions) or a float in (0, 1) (fraction), "
+            f"got {subset_size!r}"
+        )
+    k = n_samples + 1  # job 0 of each image: the intact image
+    chosen = np.zeros((b, k, n_regions), dtype=bool)
+    for i in range(b):
+        rng = np.random.default_rng([int(seed), i])
+        for j in range(1, k):
+            chosen[i, j, rng.choice(n_regions, size=m, replace=False)] = True
+    sums = (chosen[:, 1:] * rel[:, None, :]).sum(axis=2)  # (B, n_samples)
+    job_img = np.repeat(np.arange(b), k)
+    job_s = np.tile(np.arange(k), b)
+
+    def make_removed(js: np.ndarray) -> np.ndarray:
+        return chosen[job_img[js], job_s[js]][:, labels]
+
+    s = _score_jobs(detector, images, bound, job_img, make_removed, batch_size).reshape(b, k)
+    drops = s[:, :1] - s[:, 1:]
+    out = np.full(b, np.nan)
+    flat = (sums.std(axis=1) == 0) | (drops.std(axis=1) == 0)
+    _warn_undefined(
+        "faithfulness correlation",
+        np.flatnonzero(flat),
+        "the attribution sums or the score drops are constant over the random subsets "
+        "(Pearson correlation undefined)",
+    )
+    for i in np.flatnonzero(~flat):
+        out[i] = np.corrcoef(sums[i], drops[i])[0, 1]
+    return out
+
+
+# ----------------------------------------------------------------------- infidelity
+def infidelity(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    perturbation: str = "patches",
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    n_samples: int = 32,
+    patch_size: int | None = None,
+    noise_std: float = 0.01,
+    multiply_by_inputs: bool | None = None,
+    normalize: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Infidelity (Yeh et al. 2019) per image ``(B,)``, via ``captum.metrics.infidelity``;
+    **lower = more faithful** (0 = the attribution predicts every perturbation exactly).
+
+    Definition: ``INFD = E_I[(I . a - (f(x) - f(x - I)))^2]`` for random perturbations
+    ``I`` (captum's convention: the perturbed input is ``x - I``), ``f`` the detector's
+    differentiable score ``detector.torch_score()``.
+
+    Perturbations:
+
+    ``"patches"`` (default; Yeh et al.'s square removal with normal content)
+        Each sample replaces one ``patch_size x patch_size`` square at a uniform random
+        position by the substrate ``r`` (the mean normal ``reference`` by default, or the
+        detector's reconstruction); ``x - I = x`` outside the square and ``r`` inside.
+        With ``multiply_by_inputs=True`` (default) the attributions are taken to be
+        relative to ``r`` — gradient x (input - reference), Integrated Gradients or SHAP
+        with the reference as baseline — and captum gets ``I`` = the square's indicator
+        (then a linear score gives ``INFD = 0`` exactly); with ``False`` (gradient-type
+        attributions) ``I = 1_square * (x - r)``.
+    ``"noise"``
+        ``I ~ N(0, noise_std^2)`` per pixel, for gradient-type attributions
+        (``multiply_by_inputs`` must be False, the default for this mode).
+
+    ``attributions`` may be ``(B, C, H, W)`` (per channel), or ``(B, H, W)`` maps read
+    as the **signed** channel sum: perturbations are then the same on all channels and
+    the map is spread as ``a / C`` over the channels, so that ``I . a`` is the sum over
+    pixels. An unsigned map (``abs_sum``) is not what this metric expects.
+
+    Reference: Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019), "On the (In)fidelity and
+    Sensitivity of Explanations", NeurIPS; captum ``infidelity``.
+
+    Parameters
+    ----------
+    detector:
+        A detector whose ``torch_score()`` returns a differentiable callable.
+    perturbation:
+        ``"patches"`` or ``"noise"``.
+    substrate, reference:
+        Content of the patches (``"normal"`` needs ``reference``; ``"reconstruction"``;
+        ``"black"``/``"blur"`` flagged). ROAD is not supported here (the replacement
+        would depend on each square).
+    n_samples:
+        Perturbations per image (captum's ``n_perturb_samples``).
+    patch_size:
+        Side of the squares (default: a quarter of the smaller image side).
+    noise_std:
+        Standard deviation of the ``"noise"`` perturbation.
+    multiply_by_inputs:
+        See above; None = True for patches, False for noise.
+    normalize:
+        captum's ``normalize``: rescale the attributions by the optimal scalar first.
+    batch_size:
+        Perturbed images per forward call (captum's ``max_examples_per_batch``).
+    seed:
+        Seed of the perturbations; image ``i``'s depend only on ``(seed, i)``.
+    """
+    import torch
+    from captum.metrics import infidelity as captum_infidelity
+
+    images = _check_images(images)
+    attr = _check_attributions(attributions, images, allow_channels=True)
+    fn = detector.torch_score() if hasattr(detector, "torch_score") else None
+    if fn is None:
+        raise InputError(
+            f"infidelity needs a differentiable detector: {type(detector).__name__} "
+            f"{getattr(detector, 'name', '')!r} has torch_score() = None. It works with the "
+            "built-in ConvAutoencoder and PatchFeatures, torch modules wrapped with "
+            "xeval.adapters (differentiable=True) and any Detector whose torch_score() "
+            "returns a (B, C, H, W) -> (B,) torch callable; for black boxes use "
+            "deletion_auc, insertion_auc, aopc or faithfulness_correlation (score only)"
+        )
+    if perturbation not in ("patches", "noise"):
+        raise InputError(f"perturbation must be 'patches' or 'noise', got {perturbation!r}")
+    if multiply_by_inputs is None:
+        multiply_by_inputs = perturbation == "patches"
+    if perturbation == "noise" and multiply_by_inputs:
+        raise InputError(
+            "perturbation='noise' pairs with gradient-type attributions "
+            "(multiply_by_inputs=False); for input-multiplied attributions use "
+            "perturbation='patches' (squares replaced by the normal reference)"
+        )
+    n_samples = _positive_int(n_samples, "n_samples")
+    batch_size = _positive_int(batch_size, "batch_size")
+    b, c, h, w = images.shape
+    if patch_size is None:
+        patch_size = max(1, min(h, w) // 4)
+    patch_size = _positive_int(patch_size, "patch_size")
+    if patch_size > min(h, w):
+        raise InputError(f"patch_size must be <= min(H, W) = {min(h, w)}, got {patch_size}")
+    if not float(noise_std) > 0:
+        raise InputError(f"noise_std must be > 0, got {noise_std!r}")
+
+    per_channel = attr.ndim == 4
+    attr_full = attr if per_channel else np.repeat(attr[:, None] / c, c, axis=1)
+    content = None
+    if perturbation == "patches":
+        sub, bound = _bind(detector, images, substrate, reference, seed)
+        if not isinstance(bound, _FixedBound):
+            raise InputError(
+                f"infidelity patches need a fixed substrate ('normal', 'reconstruction', "
+                f"'black', 'blur'), got {sub.name!r}"
+            )
+        content = np.broadcast_to(bound.content, images.shape).astype(np.float32)
+
+    out = np.empty(b)
+    g = min(b, batch_size)
+    for start in range(0, b, g):
+        ids = np.arange(start, min(start + g, b))
+        x = torch.from_numpy(images[ids])
+        a = torch.from_numpy(attr_full[ids].astype(np.float32))
+        rngs = [np.random.default_rng([int(seed), int(i)]) for i in ids]
+        # square corners drawn up front: the same squares whatever captum's chunking
+        corners = [
+            (
+                rng.integers(0, h - patch_size + 1, n_samples),
+                rng.integers(0, w - patch_size + 1, n_samples),
+            )
+            for rng in rngs
+        ]
+        done = [0]
+        cont = None if content is None else torch.from_numpy(content[ids])
+        n_ids = len(ids)
+
+        def perturb(inp: torch.Tensor, _rngs=rngs, _cont=cont, _n=n_ids, _c=corners, _d=done):
+            # captum passes each image repeated `cur` times (repeat_interleave order);
+            # each image draws from its own generator, so chunking does not matter
+            cur = inp.shape[0] // _n
+            pert = torch.empty_like(inp)
+            perturbed = torch.empty_like(inp)
+            for r_i, rng in enumerate(_rngs):
+                rows = slice(r_i * cur, (r_i + 1) * cur)
+                if perturbation == "noise":
+                    shape = (cur, c, h, w) if per_channel else (cur, 1, h, w)
+                    eps = rng.standard_normal(shape).astype(np.float32) * noise_std
+                    pert[rows] = torch.from_numpy(eps).expand(cur, c, h, w)
+                    perturbed[rows] = inp[rows] - pert[rows]
+                    continue
+                ys = _c[r_i][0][_d[0] : _d[0] + cur]
+                xs = _c[r_i][1][_d[0] : _d[0] + cur]
+                m = torch.zeros((cur, 1, h, w), dtype=inp.dtype)
+                for q in range(cur):
+                    m[q, :, ys[q] : ys[q] + patch_size, xs[q] : xs[q] + patch_size] = 1
+                step = m * (inp[rows] - _cont[r_i : r_i + 1])  # x - step = r in the square
+                perturbed[rows] = inp[rows] - step
+                pert[rows] = m.expand(cur, c, h, w) if multiply_by_inputs else step
+            _d[0] += cur
+            return pert, perturbed
+
+        max_ex = min(max(batch_size, len(ids)), len(ids) * n_samples)
+        with torch.no_grad():
+            val = captum_infidelity(
+                fn,
+                perturb,
+                x,
+                a,
+                n_perturb_samples=n_samples,
+                max_examples_per_batch=max_ex,
+                normalize=bool(normalize),
+            )
+        out[ids] = val.detach().cpu().double().numpy()
+    return out
