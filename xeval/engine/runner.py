@@ -196,12 +196,12 @@ def _fit_references(
     category: str,
     *,
     max_images: int = 32,
-) -> None:
+) -> np.ndarray | None:
     """Give explainers that take a baseline the normal reference images (a seeded
     subset of the fitting images, at the detector's input size)."""
     needy = [e for e in explainers if hasattr(e, "fit_reference")]
-    if not needy:
-        return
+    if not needy and not cfg.metrics.get("faithfulness"):
+        return None
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.permutation(len(samples))[:max_images].tolist())
     ref = np.concatenate(
@@ -218,6 +218,7 @@ def _fit_references(
     )
     for e in needy:
         e.fit_reference(ref)
+    return ref
 
 
 def _fit(det: Detector, samples: list[Sample], cfg: RunConfig, category: str) -> float:
@@ -248,6 +249,99 @@ def _thresholds(det, explainers, val, cfg, category) -> dict[str, float]:
         for e in explainers:
             maps[e.name].extend(_native(_explain(e, det, batch, dmaps), batch.native_sizes))
     return {name: normal_threshold(m, quantile=q) for name, m in maps.items()}
+
+
+LOCALISATION = {  # per-image metric -> higher is better
+    "pointing_game": True,
+    "relevance_mass": True,
+    "relevance_rank": True,
+    "top_k_intersection": True,
+}
+COMPLEXITY = {"gini": True, "entropy": False}
+FAITHFULNESS = {"deletion_auc": False, "insertion_auc": True}
+
+
+def _per_image_metric_specs(cfg: RunConfig) -> list[tuple[str, bool, str]]:
+    """(metric, higher_is_better, note) of the per-image explanation metrics run."""
+    out = []
+    if cfg.metrics.get("localisation", True):
+        note = "mean over anomalous images (empty masks excluded); maps at mask resolution"
+        out += [(m, h, note) for m, h in LOCALISATION.items()]
+        out[-1] = ("top_k_intersection", True, note + "; k = 5% of the pixels")
+    if cfg.metrics.get("complexity", True):
+        out += [
+            ("gini", True, "Gini sparseness of |map| (higher = sparser)"),
+            ("entropy", False, "entropy of |map| / sum |map| (lower = simpler)"),
+        ]
+    f = cfg.metrics.get("faithfulness") or {}
+    if f:
+        sub = f.get("substrate", "normal")
+        note = (
+            f"removed pixels replaced by '{sub}' substrate; {int(f.get('steps', 10))} "
+            f"steps; up to {int(f.get('max_images', 16))} anomalous images"
+        )
+        out += [("deletion_auc", False, note), ("insertion_auc", True, note)]
+    return out
+
+
+def _faithfulness_budget(cfg: RunConfig, batch: Batch, done: int) -> np.ndarray:
+    """Which images of ``batch`` get deletion/insertion curves: anomalous images, up to
+    ``faithfulness.max_images`` per (category, detector), in test order."""
+    f = cfg.metrics.get("faithfulness") or {}
+    take = np.zeros(len(batch), bool)
+    if not f:
+        return take
+    room = int(f.get("max_images", 16)) - done
+    for i in np.flatnonzero(batch.labels == 1):
+        if room <= 0:
+            break
+        take[i] = True
+        room -= 1
+    return take
+
+
+def _explanation_metrics(det, batch, amaps, ups, cfg, reference, faith) -> dict:
+    """Per-image localisation, complexity and (for ``faith`` images) faithfulness."""
+    import warnings
+
+    from xeval import metrics as M
+    from xeval.errors import UndefinedMetricWarning
+
+    out: dict = {}
+    with warnings.catch_warnings():
+        # constant maps (e.g. a flat control) are NaN by definition; the report says so
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        if cfg.metrics.get("localisation", True):
+            masks = batch.masks
+            out["pointing_game"] = M.pointing_game_per_image(masks, ups)
+            out["relevance_mass"] = M.relevance_mass_per_image(masks, ups)
+            out["relevance_rank"] = M.relevance_rank_per_image(masks, ups)
+            out["top_k_intersection"] = M.top_k_intersection_per_image(masks, ups, k=0.05)
+        if cfg.metrics.get("complexity", True):
+            out["gini"] = M.gini_sparseness(ups)
+            out["entropy"] = M.entropy_complexity(ups)
+        f = cfg.metrics.get("faithfulness") or {}
+        if f:
+            dele = np.full(len(batch), np.nan)
+            ins = np.full(len(batch), np.nan)
+            if faith.any():
+                idx = np.flatnonzero(faith)
+                imgs = batch.images[idx]
+                att = amaps[idx]
+                if att.shape[-2:] != imgs.shape[-2:]:
+                    att = resize_to(att, imgs.shape[-2:])
+                kw = dict(
+                    substrate=f.get("substrate", "normal"),
+                    reference=reference,
+                    steps=int(f.get("steps", 10)),
+                    batch_size=cfg.batch_size * 4,
+                    seed=cfg.seed,
+                )
+                dele[idx] = M.deletion_auc(det, imgs, att, **kw)
+                ins[idx] = M.insertion_auc(det, imgs, att, **kw)
+            out["deletion_auc"] = dele
+            out["insertion_auc"] = ins
+    return out
 
 
 def _cached(explainers, det, fit_samples, cfg, cache_dir: Path) -> list[Explainer]:
@@ -301,7 +395,8 @@ def evaluate_detector(
     _check_pairing(det, explainers)
     fit_s, val_s = holdout(split.train, fraction=cfg.metrics["validation_fraction"], seed=cfg.seed)
     timings = {"fit_s": _fit(det, fit_s, cfg, cat)}
-    _fit_references(det, explainers, fit_s, cfg, cat)
+    reference = _fit_references(det, explainers, fit_s, cfg, cat)
+    faith_done = 0
     if cache_dir is not None:
         explainers = _cached(explainers, det, fit_s, cfg, cache_dir)
     t = time.perf_counter()
@@ -331,14 +426,19 @@ def evaluate_detector(
     for batch in _progress(batches, total=n_batches, desc=f"{cat}/{det.name}"):
         scores, dmaps = _checked_predict(det, batch.images)
         masks = batch.masks
+        expl_maps = {name: _explain(u.explainer, det, batch, dmaps) for name, u in units.items()}
+        faith_left = _faithfulness_budget(cfg, batch, faith_done)
         for name, u in units.items():
-            ups = _native(_explain(u.explainer, det, batch, dmaps), batch.native_sizes)
+            ups = _native(expl_maps[name], batch.native_sizes)
             u.pixel.update(u.pixel_state, masks, ups)
             n0 = len(u.thr_state.iou_per_image)
             u.thr.update(u.thr_state, masks, ups)
             ious = u.thr_state.iou_per_image[n0:]
             img_scores = scores if name == "native" else np.array([m.max() for m in ups])
             u.image.update(u.image_state, batch.labels, img_scores, ids=batch.ids)
+            extra = _explanation_metrics(
+                det, batch, expl_maps[name], ups, cfg, reference, faith_left
+            )
             for i, sid in enumerate(batch.ids):
                 u.per_image.append(
                     {
@@ -348,11 +448,14 @@ def evaluate_detector(
                         "id": sid,
                         "label": int(batch.labels[i]),
                         "image_score": float(img_scores[i]),
+                        "control": bool(u.explainer.control),
                         "iou@t": ious[i],
+                        **{k: float(v[i]) for k, v in extra.items()},
                     }
                 )
                 if not math.isnan(ious[i]):
                     _candidate(u, ious[i], by_id[sid], masks[i], ups[i])
+        faith_done += int(faith_left.sum())
     timings["test_s"] = time.perf_counter() - t
     return _collect(det, units, cat, cfg, timings)
 
@@ -440,6 +543,25 @@ def _collect(det, units, cat, cfg, timings) -> dict:
                 note=tnote + "; mean over anomalous images",
             )
         )
+        for metric, hib, note in _per_image_metric_specs(cfg):
+            vals = np.array([r.get(metric, np.nan) for r in u.per_image], dtype=float)
+            if np.isnan(vals).all() and metric not in ("deletion_auc", "insertion_auc"):
+                continue
+            defined = ~np.isnan(vals)
+            value = float(vals[defined].mean()) if defined.any() else math.nan
+            lo, hi = bootstrap_mean_ci(vals, n_boot=n_boot, seed=cfg.seed)
+            rows.append(
+                make_row(
+                    **base,
+                    metric=metric,
+                    value=value,
+                    ci_low=lo,
+                    ci_high=hi,
+                    n=int(defined.sum()),
+                    higher_is_better=hib,
+                    note=note,
+                )
+            )
         for kind in ("roc", "pro"):
             if f"{kind}_curve" in pix:
                 x, yv = pix[f"{kind}_curve"]
@@ -702,7 +824,32 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     per_image_df = pd.DataFrame(per_image)
     timings["total_s"] = time.perf_counter() - t_start
     manifest = _manifest(cfg, splits, timings, det_cfgs)
+    from xeval.engine.verdicts import rank_table, verdicts
+
+    verdict_metrics = {"iou@t": True, **LOCALISATION, **FAITHFULNESS}
+    verdict_df = verdicts(
+        per_image_df,
+        metrics=verdict_metrics,
+        n_boot=int(cfg.metrics.get("bootstrap", 1000)),
+        seed=cfg.seed,
+    )
+    lim = f"aupro@{cfg.metrics['fpr_limits'][0]:g}"
+    ranks_df = rank_table(
+        results,
+        metrics=[
+            "pixel_auroc",
+            lim,
+            "iou@t",
+            "relevance_mass",
+            "relevance_rank",
+            "pointing_game",
+            "deletion_auc",
+            "insertion_auc",
+        ],
+    )
     report = ReportData(
+        verdicts=verdict_df,
+        ranks=ranks_df,
         results=results,
         curves=curves_df,
         gallery=_gallery_items(gallery) if cfg.report.get("gallery", True) else [],

@@ -38,6 +38,9 @@ DATASET_FORMATS = ("textures", "mvtec", "folder")
 
 _DEFAULT_METRICS = {
     "mode": "exact",
+    "localisation": True,
+    "complexity": True,
+    "faithfulness": False,
     "fpr_limits": [0.3],
     "threshold": {"quantile": 0.99},
     "validation_fraction": 0.2,
@@ -177,6 +180,20 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
         isinstance(q, int | float) and 0 < q <= 1,
         f"{where}: metrics.threshold.quantile must be in (0, 1], got {q!r}",
     )
+    faith = metrics["faithfulness"]
+    _expect(
+        faith is False or faith is None or isinstance(faith, dict),
+        f"{where}: metrics.faithfulness must be false or a mapping like "
+        f"{{steps: 10, substrate: normal, max_images: 16}}, got {faith!r}",
+    )
+    if isinstance(faith, dict):
+        _check_keys(faith, {"steps", "substrate", "max_images"}, f"{where}: metrics.faithfulness")
+        _expect(
+            faith.get("substrate", "normal")
+            in ("normal", "reconstruction", "road", "black", "blur"),
+            f"{where}: metrics.faithfulness.substrate must be one of normal, "
+            f"reconstruction, road, black, blur; got {faith.get('substrate')!r}",
+        )
     vf = metrics["validation_fraction"]
     _expect(
         isinstance(vf, int | float) and 0 < vf < 1,

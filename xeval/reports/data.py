@@ -110,6 +110,10 @@ class ReportData:
         other values are written with ``str``).
     title : str
         Title of the HTML page.
+    verdicts : DataFrame, optional
+        Explainer vs control verdicts (:func:`xeval.engine.verdicts.verdicts`).
+    ranks : DataFrame, optional
+        Rank table across explainers (:func:`xeval.engine.verdicts.rank_table`).
     """
 
     results: pd.DataFrame
@@ -117,6 +121,8 @@ class ReportData:
     gallery: list[GalleryItem] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     title: str = "xeval report"
+    verdicts: pd.DataFrame | None = None
+    ranks: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         check_results(self.results)

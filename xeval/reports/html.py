@@ -99,6 +99,8 @@ def render_html(
     body = [
         _header(report, tables, files),
         _summary(report.results, tables, controls=controls, decimals=decimals),
+        _verdict_section(report.verdicts),
+        _rank_section(report.ranks, decimals=decimals),
         _metric_sections(tables, decimals=decimals),
         _figures(figure_paths or {}),
         _manifest(report.manifest),
@@ -203,6 +205,52 @@ def _control_warnings(tables: list[MetricTable], *, decimals: int) -> str:
         "<div class='warn'><p>Explainers that do not beat the best trivial control of "
         f"their detector (headline metrics; see each table for the others):</p>"
         f"<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def _frame_table(df, *, decimals: int) -> str:
+    """A plain HTML table of a small DataFrame; every cell escaped."""
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, r in df.iterrows():
+        cells = []
+        for v in r:
+            if isinstance(v, float):
+                cells.append(f"<td class='num'>{escape(format_value(v, decimals=decimals))}</td>")
+            else:
+                cells.append(f"<td>{escape(str(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _verdict_section(verdicts) -> str:
+    if verdicts is None or len(verdicts) == 0:
+        return ""
+    overall = verdicts[verdicts["control"] == "all controls"]
+    wide = overall.pivot_table(
+        index=["detector", "explainer"],
+        columns="metric",
+        values="verdict",
+        aggfunc="first",
+        sort=False,
+    ).reset_index()
+    return (
+        "<section id='verdicts'><h2>Verdicts against the trivial controls</h2>"
+        "<p class='muted'>Per image, paired with each control (random, Sobel edges, centre "
+        "prior) on the same images; 95% bootstrap CI of the mean difference. "
+        "<b>beats</b>: better than every control; <b>loses</b>: worse than some control; "
+        "<b>ties</b>: otherwise. Pooled over categories. Per-control numbers: "
+        "verdicts.csv.</p>" + _frame_table(wide.fillna("n/a"), decimals=3) + "</section>"
+    )
+
+
+def _rank_section(ranks, *, decimals: int) -> str:
+    if ranks is None or len(ranks) == 0:
+        return ""
+    return (
+        "<section id='ranks'><h2>Rank table</h2><p class='muted'>Rank of each explainer "
+        "per detector on each metric (mean over categories; 1 = best, controls "
+        "included), and the mean rank.</p>" + _frame_table(ranks, decimals=2) + "</section>"
     )
 
 

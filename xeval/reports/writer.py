@@ -84,6 +84,11 @@ def write_report(
     tables_md = markdown_tables(report.results, controls=controls, decimals=decimals)
     put("results.md", atomic_write_text, tables_md)
     put("manifest.json", atomic_write_json, report.manifest)
+    files = ["results.csv", "results.md", "manifest.json"]
+    for name, frame in (("verdicts.csv", report.verdicts), ("ranks.csv", report.ranks)):
+        if frame is not None and len(frame):
+            put(name, atomic_write_text, frame.to_csv(index=False))
+            files.append(name)
     figure_paths: dict[str, str] = {}
     if figures:
         figure_paths = _write_figures(report, root, written, bar_metrics, controls)
@@ -92,7 +97,7 @@ def write_report(
         figure_paths,
         tables_md,
         controls=tuple(controls),
-        files=["results.csv", "results.md", "manifest.json"],
+        files=files,
         decimals=decimals,
     )
     put("index.html", atomic_write_text, page)

@@ -1,0 +1,419 @@
+"""Robustness of explanations to small input perturbations: max/avg sensitivity and
+local Lipschitz estimates.
+
+These metrics call an **explanation function** on perturbed copies of the images:
+``explain_fn(images (n, C, H, W) float32) -> maps (n, ...)`` (any shape per image,
+e.g. ``(n, H, W)``), so any xeval explainer fits, e.g.
+``lambda x: xeval.explain(detector, x, "saliency")``. All ``B * n_samples`` perturbed
+copies of a call are explained in chunks of ``batch_size`` images (plus
+``ceil(B / batch_size)`` calls for the unperturbed images).
+
+Perturbations (:func:`linf_perturbations`): ``x' = x + delta`` with ``delta`` drawn
+uniformly in the L-infinity ball of radius ``radius`` (every pixel and channel moves
+independently by at most ``radius``), as captum's ``default_perturb_func``. Image
+``i``'s perturbations depend only on ``(seed, i)``, so the numbers do not depend on
+``batch_size``. With ``clip=True`` the perturbed images are clipped to ``[0, 1]``
+(the distance ``||x - x'||`` then uses the clipped perturbation).
+
+**Anomaly detection caveat.** Uniform pixel noise is itself a (small) anomaly for a
+detector trained on clean normal images: a detector that flags noise changes its map
+because the input *became* more anomalous, not because its explanation is unstable.
+Keep ``radius`` small relative to the ``[0, 1]`` range (default ``0.02``, about 5 grey
+levels of 255; below the sensor noise of most industrial images) and compare
+explainers **on the same detector and radius**, not across detectors. Checking that
+the perturbed images' scores stay close to the originals' (``detector.score``) is a
+cheap way to see whether ``radius`` is small enough.
+
+Lower values = more robust explanations, for all three metrics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from xeval.errors import InputError, UndefinedMetricWarning
+
+__all__ = [
+    "avg_sensitivity",
+    "linf_perturbations",
+    "local_lipschitz",
+    "max_sensitivity",
+]
+
+DEFAULT_RADIUS = 0.02
+DEFAULT_SAMPLES = 10
+DEFAULT_BATCH = 64
+NORMS = ("fro", "inf", "l1")
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_images(images) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise InputError(
+            f"images must be a numpy array of shape (B, C, H, W), got {type(images).__name__}"
+        )
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise InputError(f"images must have shape (B, C, H, W) with B >= 1, got {images.shape}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise InputError(f"images must be floating point (float32), got dtype {images.dtype}")
+    if not np.all(np.isfinite(images)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(images))[0])
+        raise InputError(f"images hold non-finite values (first at index {bad})")
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_radius(radius) -> float:
+    try:
+        r = float(radius)
+    except (TypeError, ValueError):
+        raise InputError(f"radius must be a positive number, got {radius!r}") from None
+    if not np.isfinite(r) or r <= 0:
+        raise InputError(f"radius must be a positive finite number, got {radius!r}")
+    return r
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise InputError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+def _vector_norm(v: np.ndarray, norm: str) -> np.ndarray:
+    """Norm of each row of ``v (n, d)``: ``fro`` (L2 of the flattened map), ``inf``, ``l1``."""
+    if norm == "fro":
+        return np.sqrt(np.einsum("ij,ij->i", v, v))
+    if norm == "inf":
+        return np.abs(v).max(axis=1)
+    return np.abs(v).sum(axis=1)
+
+
+def _call_explain(explain_fn: Callable, x: np.ndarray) -> np.ndarray:
+    out = explain_fn(x)
+    if hasattr(out, "detach"):  # a torch tensor
+        out = out.detach().cpu().numpy()
+    a = np.asarray(out)
+    if a.ndim < 2 or a.shape[0] != len(x):
+        raise InputError(
+            f"explain_fn returned shape {a.shape} for {len(x)} images; expected "
+            f"({len(x)}, H, W) maps (one per image)"
+        )
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise InputError(f"explain_fn returned dtype {a.dtype}; expected real-valued maps")
+    a = a.reshape(len(x), -1).astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise InputError("explain_fn returned non-finite values (NaN or inf)")
+    return a
+
+
+# ----------------------------------------------------------------------- perturbations
+def linf_perturbations(
+    image: np.ndarray,
+    index: int,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    n_samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    clip: bool = False,
+) -> np.ndarray:
+    """The ``n_samples`` perturbed copies ``(n_samples, C, H, W)`` float32 of one image.
+
+    ``x + delta``, ``delta ~ U[-radius, radius]`` independently per pixel and channel
+    (the L-infinity ball of captum's ``default_perturb_func``), drawn from
+    ``numpy.random.default_rng([seed, index])``: image ``index`` of a call always gets
+    the same perturbations. ``clip=True`` clips the result to ``[0, 1]``.
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    delta = rng.uniform(-radius, radius, size=(n_samples, *image.shape)).astype(np.float32)
+    out = image[None].astype(np.float32) + delta
+    if clip:
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def _sample_distances(
+    explain_fn: Callable,
+    images,
+    *,
+    radius: float,
+    n_samples: int,
+    norm: str,
+    seed: int,
+    batch_size: int,
+    clip: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(||Phi(x) - Phi(x')|| (B, K), ||x - x'||_2 (B, K), ||Phi(x)|| (B,))``."""
+    if not callable(explain_fn):
+        raise InputError(f"explain_fn must be callable images -> maps, got {explain_fn!r}")
+    x = _check_images(images)
+    radius = _check_radius(radius)
+    k = _positive_int(n_samples, "n_samples")
+    norm = _check_norm(norm)
+    batch_size = _positive_int(batch_size, "batch_size")
+    b = len(x)
+    phi0 = np.concatenate(
+        [_call_explain(explain_fn, x[i : i + batch_size]) for i in range(0, b, batch_size)]
+    )
+    phi0_norm = _vector_norm(phi0, norm)
+    d_phi = np.empty((b, k))
+    d_x = np.empty((b, k))
+    # jobs (image i, sample s) in image-major order, explained in chunks of batch_size
+    buf: list[np.ndarray] = []
+    owners: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        xs = np.concatenate(buf)
+        phis = _call_explain(explain_fn, xs)
+        if phis.shape[1] != phi0.shape[1]:
+            raise InputError(
+                f"explain_fn returned maps of {phis.shape[1]} values for perturbed images "
+                f"but {phi0.shape[1]} for the originals"
+            )
+        ii = np.fromiter((o[0] for o in owners), dtype=np.int64, count=len(owners))
+        ss = np.fromiter((o[1] for o in owners), dtype=np.int64, count=len(owners))
+        d_phi[ii, ss] = _vector_norm(phis - phi0[ii], norm)
+        diff = (xs - x[ii]).reshape(len(xs), -1).astype(np.float64)
+        d_x[ii, ss] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        buf.clear()
+        owners.clear()
+
+    pending = 0
+    for i in range(b):
+        xp = linf_perturbations(
+            x[i], i, radius=radius, n_samples=k, seed=seed, clip=clip
+        )  # (K, C, H, W)
+        start = 0
+        while start < k:
+            take = min(k - start, batch_size - pending)
+            buf.append(xp[start : start + take])
+            owners.extend((i, s) for s in range(start, start + take))
+            pending += take
+            start += take
+            if pending == batch_size:
+                flush()
+                pending = 0
+    if pending:
+        flush()
+    return d_phi, d_x, phi0_norm
+
+
+def _normalised(
+    d_phi: np.ndarray, phi0_norm: np.ndarray, metric: str, normalise: bool
+) -> np.ndarray:
+    if not normalise:
+        return d_phi
+    zero = phi0_norm == 0
+    moved = zero & (d_phi.max(axis=1) > 0)
+    if moved.any():
+        warnings.warn(
+            f"{metric} is undefined for image(s) {np.flatnonzero(moved)[:10].tolist()}: the "
+            "explanation of the unperturbed image is all zero (||Phi(x)|| = 0) but the "
+            "perturbed ones are not; returning NaN for them (normalise=False gives the "
+            "unnormalised value)",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = d_phi / np.where(zero, 1.0, phi0_norm)[:, None]
+    out[moved] = np.nan
+    return out
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    explain_fn:
+        ``explain_fn(images (n, C, H, W) float32) -> (n, H, W)`` explanation maps (any
+        per-image shape is accepted and flattened), e.g.
+        ``lambda x: xeval.explain(detector, x, "saliency")``. It must be deterministic
+        for the metric to mean anything (seed stochastic explainers).
+    images:
+        ``(B, C, H, W)`` float images in ``[0, 1]``.
+    radius:
+        Radius of the L-infinity ball the perturbations are drawn from (default 0.02,
+        small relative to ``[0, 1]`` images: noise is itself anomalous to a detector).
+    n_samples:
+        Perturbations per image.
+    norm:
+        Norm of the explanation difference: ``"fro"`` (L2 of the flattened map,
+        captum's default), ``"inf"`` (largest absolute change) or ``"l1"``.
+    normalise:
+        Divide by ``||Phi(x)||`` (same norm), making the value independent of the
+        explanation's scale (comparable across explainers).
+    seed:
+        Seed of the perturbations; image ``i``'s depend only on ``(seed, i)``.
+    batch_size:
+        Images per ``explain_fn`` call.
+    clip:
+        Clip perturbed images to ``[0, 1]``.
+"""
+
+
+def _doc(fn):
+    fn.__doc__ = fn.__doc__.replace("    <params>\n", _PARAMS_DOC.lstrip("\n"))
+    return fn
+
+
+@_doc
+def max_sensitivity(
+    explain_fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    n_samples: int = DEFAULT_SAMPLES,
+    norm: str = "fro",
+    normalise: bool = True,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    clip: bool = False,
+) -> np.ndarray:
+    """Max-sensitivity (Yeh et al. 2019) per image ``(B,)``. **Lower = more robust.**
+
+    Definition: ``SENS_max(x) = max_k ||Phi(x + delta_k) - Phi(x)|| / ||Phi(x)||`` over
+    ``n_samples`` perturbations ``delta_k`` drawn uniformly in the L-infinity ball of
+    radius ``radius`` (Monte-Carlo estimate of the sup over the ball: a lower bound
+    that grows with ``n_samples``).
+
+    Normalisation: ``normalise=True`` (default) divides by ``||Phi(x)||`` as Quantus
+    and captum >= 0.7 (``captum.metrics.sensitivity_max``) do; ``normalise=False``
+    gives Yeh et al.'s unnormalised definition, in the explanation's units. Where
+    ``||Phi(x)|| = 0``: 0 if no perturbed explanation differs either, else NaN with an
+    :class:`~xeval.errors.UndefinedMetricWarning` (captum silently divides by 1 there).
+
+    <params>
+    Returns
+    -------
+    numpy.ndarray
+        ``(B,)`` float64.
+
+    References
+    ----------
+    Yeh, Hsieh, Suggala, Inouye, Ravikumar (2019), "On the (In)fidelity and Sensitivity
+    of Explanations", NeurIPS; captum ``captum.metrics.sensitivity_max``.
+    """
+    d_phi, _, n0 = _sample_distances(
+        explain_fn,
+        images,
+        radius=radius,
+        n_samples=n_samples,
+        norm=norm,
+        seed=seed,
+        batch_size=batch_size,
+        clip=clip,
+    )
+    return _normalised(d_phi, n0, "max-sensitivity", normalise).max(axis=1)
+
+
+@_doc
+def avg_sensitivity(
+    explain_fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    n_samples: int = DEFAULT_SAMPLES,
+    norm: str = "fro",
+    normalise: bool = True,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    clip: bool = False,
+) -> np.ndarray:
+    """Average sensitivity (Yeh et al. 2019) per image ``(B,)``. **Lower = more robust.**
+
+    Definition: ``SENS_avg(x) = mean_k ||Phi(x + delta_k) - Phi(x)|| / ||Phi(x)||``, the
+    Monte-Carlo mean over ``n_samples`` perturbations drawn uniformly in the
+    L-infinity ball of radius ``radius``; normalisation as in :func:`max_sensitivity`
+    (``normalise=True`` by default, as Quantus' ``AvgSensitivity``).
+
+    <params>
+    Returns
+    -------
+    numpy.ndarray
+        ``(B,)`` float64.
+
+    References
+    ----------
+    Yeh et al. (2019), "On the (In)fidelity and Sensitivity of Explanations", NeurIPS.
+    """
+    d_phi, _, n0 = _sample_distances(
+        explain_fn,
+        images,
+        radius=radius,
+        n_samples=n_samples,
+        norm=norm,
+        seed=seed,
+        batch_size=batch_size,
+        clip=clip,
+    )
+    return _normalised(d_phi, n0, "average sensitivity", normalise).mean(axis=1)
+
+
+def local_lipschitz(
+    explain_fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    n_samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    clip: bool = False,
+) -> np.ndarray:
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018) per image ``(B,)``.
+
+    Definition: ``L(x) = max_k ||Phi(x) - Phi(x'_k)||_2 / ||x - x'_k||_2`` over
+    ``n_samples`` neighbours ``x'_k = x + delta_k``, ``delta_k`` uniform in the
+    L-infinity ball of radius ``radius`` (the same perturbations as
+    :func:`max_sensitivity` for the same ``seed``). Alvarez-Melis & Jaakkola maximise
+    over the ball (by optimisation for differentiable explainers); random sampling, as
+    here and in Quantus, gives a lower bound of that maximum. Norms: L2 of the
+    flattened map and of the flattened ``(C, H, W)`` image difference. Not
+    normalised: in units of the explanation per unit of input. **Lower = more robust.**
+
+    Parameters
+    ----------
+    explain_fn, images, radius, n_samples, seed, batch_size, clip:
+        As in :func:`max_sensitivity`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B,)`` float64 (NaN, with a warning, for an image whose perturbations all
+        vanished, e.g. clipped away on a saturated image).
+
+    References
+    ----------
+    Alvarez-Melis & Jaakkola (2018), "On the Robustness of Interpretability Methods",
+    ICML Workshop on Human Interpretability; Quantus ``LocalLipschitzEstimate``.
+    """
+    d_phi, d_x, _ = _sample_distances(
+        explain_fn,
+        images,
+        radius=radius,
+        n_samples=n_samples,
+        norm="fro",
+        seed=seed,
+        batch_size=batch_size,
+        clip=clip,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d_x > 0, d_phi / np.where(d_x > 0, d_x, 1.0), np.nan)
+    empty = np.all(np.isnan(ratio), axis=1)
+    if empty.any():
+        warnings.warn(
+            f"local Lipschitz estimate is undefined for image(s) "
+            f"{np.flatnonzero(empty)[:10].tolist()}: every perturbation is zero "
+            "(||x - x'|| = 0, e.g. clipped away); returning NaN for them",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    out = np.full(len(ratio), np.nan)
+    if (~empty).any():
+        out[~empty] = np.nanmax(ratio[~empty], axis=1)
+    return out
