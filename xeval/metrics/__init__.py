@@ -18,6 +18,11 @@ Explanations against masks: :func:`pointing_game`, :func:`relevance_mass`,
 :func:`relevance_rank`, :func:`top_k_intersection` (images with an empty mask are
 excluded, never hits); complexity: :func:`gini_sparseness`, :func:`entropy_complexity`.
 
+Robustness (call an explanation function on perturbed images; lower = more robust):
+:func:`max_sensitivity`, :func:`avg_sensitivity`, :func:`local_lipschitz`. Sanity
+check: :func:`model_parameter_randomisation` (cascading MPRT, Spearman and SSIM per
+layer) and :func:`mprt_summary`.
+
 State API (``init / update / merge / compute``): :class:`PixelRanking` (exact or
 binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
 :class:`LocalisationMetrics`, :class:`ComplexityMetrics`.
@@ -47,7 +52,15 @@ from xeval.metrics.localisation import (
     top_k_intersection_per_image,
 )
 from xeval.metrics.pixel import PixelRanking, aupro, pixel_aupr, pixel_auroc
+from xeval.metrics.randomisation import (
+    MPRTSummary,
+    RandomisationResult,
+    UntestableError,
+    model_parameter_randomisation,
+    mprt_summary,
+)
 from xeval.metrics.resize import resize_to
+from xeval.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
 from xeval.metrics.threshold import (
     ThresholdMetrics,
     dice,
@@ -94,4 +107,12 @@ __all__ = [
     "pixel_auroc",
     "pro_at",
     "resize_to",
+    "MPRTSummary",
+    "RandomisationResult",
+    "UntestableError",
+    "avg_sensitivity",
+    "local_lipschitz",
+    "max_sensitivity",
+    "model_parameter_randomisation",
+    "mprt_summary",
 ]

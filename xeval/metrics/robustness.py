@@ -283,7 +283,7 @@ def max_sensitivity(
     that grows with ``n_samples``).
 
     Normalisation: ``normalise=True`` (default) divides by ``||Phi(x)||`` as Quantus
-    and captum >= 0.7 (``captum.metrics.sensitivity_max``) do; ``normalise=False``
+    and captum 0.9 (``captum.metrics.sensitivity_max``, checked) do; ``normalise=False``
     gives Yeh et al.'s unnormalised definition, in the explanation's units. Where
     ``||Phi(x)|| = 0``: 0 if no perturbed explanation differs either, else NaN with an
     :class:`~xeval.errors.UndefinedMetricWarning` (captum silently divides by 1 there).
