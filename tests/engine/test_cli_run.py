@@ -28,7 +28,12 @@ TINY = {
         }
     ],
     "explainers": ["native"],
-    "metrics": {"bootstrap": 50},
+    "metrics": {
+        "bootstrap": 50,
+        "faithfulness": {"steps": 4, "max_images": 2},
+        "robustness": {"n_samples": 2, "max_images": 2},
+        "sanity": {"max_images": 2},
+    },
     "report": {"figures": False, "gallery": False},
 }
 
@@ -49,6 +54,18 @@ def test_run_writes_results_and_resumes(tiny_config, tmp_path, capsys):
     assert {"brick", "mean"} <= set(df["category"])
     row = df[(df.explainer == "native") & (df.metric == "aupro@0.3") & (df.category == "brick")]
     assert 0 <= float(row["value"].iloc[0]) <= 1
+    sal = df[(df.explainer == "saliency") & (df.category == "brick")].set_index("metric")
+    for m in (
+        "relevance_mass",
+        "pointing_game",
+        "deletion_auc",
+        "insertion_auc",
+        "max_sensitivity",
+        "mprt_spearman",
+        "gini",
+    ):
+        assert m in sal.index, m
+    assert (out / "verdicts.csv").exists() and (out / "ranks.csv").exists()
     man = json.loads((out / "manifest.json").read_text())
     assert man["config_hash"] and man["dataset_fingerprint"] and man["seed"] == 0
     assert (out / "index.html").exists() and (out / "results.md").exists()

@@ -188,18 +188,37 @@ def test_verdicts_and_ranks():
     rows = []
     for e, vals, c in (("good", good, False), ("same", same, False), ("ctrl", ctrl, True)):
         for i in range(n):
-            rows.append(dict(detector="d", explainer=e, control=c, category="a", id=str(i),
-                             relevance_mass=vals[i], deletion_auc=1 - vals[i]))
-    v = verdicts(pd.DataFrame(rows), metrics={"relevance_mass": True, "deletion_auc": False},
-                 n_boot=500)
+            rows.append(
+                dict(
+                    detector="d",
+                    explainer=e,
+                    control=c,
+                    category="a",
+                    id=str(i),
+                    relevance_mass=vals[i],
+                    deletion_auc=1 - vals[i],
+                )
+            )
+    v = verdicts(
+        pd.DataFrame(rows), metrics={"relevance_mass": True, "deletion_auc": False}, n_boot=500
+    )
     overall = v[v.control == "all controls"].set_index(["explainer", "metric"])["verdict"]
     assert overall["good", "relevance_mass"] == "beats"
     assert overall["good", "deletion_auc"] == "beats"  # lower is better: sign flipped
     assert overall["same", "relevance_mass"] == "ties"
-    res = pd.DataFrame([
-        dict(detector="d", explainer=e, category="mean", metric="m", value=val,
-             higher_is_better=True)
-        for e, val in (("good", 0.9), ("same", 0.2), ("ctrl", 0.2))])
+    res = pd.DataFrame(
+        [
+            dict(
+                detector="d",
+                explainer=e,
+                category="mean",
+                metric="m",
+                value=val,
+                higher_is_better=True,
+            )
+            for e, val in (("good", 0.9), ("same", 0.2), ("ctrl", 0.2))
+        ]
+    )
     r = rank_table(res, metrics=["m"])
     assert r.iloc[0]["explainer"] == "good" and r.iloc[0]["mean_rank"] == 1.0
     assert set(r.loc[r.explainer != "good", "m"]) == {2.5}  # ties share the average rank

@@ -126,6 +126,7 @@ class _Unit:
     best: tuple | None = None
     worst: tuple | None = None
     per_image: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
 
 
 def _checked_predict(det: Detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +282,115 @@ def _per_image_metric_specs(cfg: RunConfig) -> list[tuple[str, bool, str]]:
             f"steps; up to {int(f.get('max_images', 16))} anomalous images"
         )
         out += [("deletion_auc", False, note), ("insertion_auc", True, note)]
+    rob = cfg.metrics.get("robustness") or {}
+    if rob:
+        out.append(
+            (
+                "max_sensitivity",
+                False,
+                f"max over {int(rob.get('n_samples', 5))} uniform perturbations of radius "
+                f"{rob.get('radius', 0.02)} of ||map change|| / ||map||; first "
+                f"{int(rob.get('max_images', 4))} anomalous images",
+            )
+        )
+    san = cfg.metrics.get("sanity") or {}
+    if san:
+        out.append(
+            (
+                "mprt_spearman",
+                False,
+                "Spearman(|map|) between the explanation of the trained detector and of "
+                "the fully randomised one (cascading; lower = passes the sanity check); "
+                f"first {int(san.get('max_images', 4))} anomalous images",
+            )
+        )
     return out
+
+
+ROBUSTNESS = {"max_sensitivity": False, "mprt_spearman": False}
+
+
+def _robustness_and_sanity(det, units, split, fit_samples, cfg) -> None:
+    """Max-sensitivity and the cascading model-parameter randomisation test on the first
+    ``max_images`` anomalous test images; per-image values join the per-image rows."""
+    import warnings
+
+    from xeval.batch import Batch
+    from xeval.errors import UndefinedMetricWarning
+    from xeval.metrics.randomisation import model_parameter_randomisation, mprt_summary
+    from xeval.metrics.robustness import max_sensitivity
+
+    rob = cfg.metrics.get("robustness") or {}
+    san = cfg.metrics.get("sanity") or {}
+    if not rob and not san:
+        return
+    k = int(max(rob.get("max_images", 4) if rob else 0, san.get("max_images", 4) if san else 0))
+    picks = [s for s in split.test if s.label == 1][:k]
+    if not picks:
+        return
+    size = tuple(det.input_size)
+    batch = next(
+        iter_batches(
+            picks, batch_size=len(picks), image_size=size, with_masks=False, category=split.category
+        )
+    )
+    ids = list(batch.ids)
+
+    def explain_with(expl):
+        def fn(detector, images):
+            b = Batch(
+                ids=ids[: len(images)]
+                if len(images) == len(ids)
+                else [f"{ids[i % len(ids)]}#p{i}" for i in range(len(images))],
+                category=split.category,
+                images=images,
+                labels=np.ones(len(images), np.int64),
+                masks=None,
+            )
+            maps = detector.predict(images)[1] if "map" in expl.requires else None
+            return np.asarray(expl.explain(detector, b, maps=maps), dtype=np.float32)
+
+        return fn
+
+    refit = None
+    for name, u in units.items():
+        fn = explain_with(u.explainer)
+        vals: dict = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            if rob:
+                vals["max_sensitivity"] = max_sensitivity(
+                    lambda x, fn=fn: fn(det, x),
+                    batch.images,
+                    radius=float(rob.get("radius", 0.02)),
+                    n_samples=int(rob.get("n_samples", 5)),
+                    seed=cfg.seed,
+                    batch_size=cfg.batch_size,
+                )
+            if san:
+                if refit is None:
+                    refit = [
+                        b.images
+                        for b in iter_batches(
+                            fit_samples,
+                            batch_size=cfg.batch_size,
+                            image_size=size,
+                            with_masks=False,
+                            category=split.category,
+                        )
+                    ]
+                res = model_parameter_randomisation(
+                    det, batch.images, fn, refit_batches=refit, seed=cfg.seed
+                )
+                if res.testable:
+                    vals["mprt_spearman"] = res.spearman_abs[:, -1]
+                    u.notes["mprt"] = mprt_summary(res).reason
+                else:
+                    u.notes["mprt"] = res.status
+        by_id = {r["id"]: r for r in u.per_image}
+        for i, sid in enumerate(ids):
+            for key, v in vals.items():
+                by_id[sid][key] = float(v[i])
 
 
 def _faithfulness_budget(cfg: RunConfig, batch: Batch, done: int) -> np.ndarray:
@@ -457,6 +566,9 @@ def evaluate_detector(
                     _candidate(u, ious[i], by_id[sid], masks[i], ups[i])
         faith_done += int(faith_left.sum())
     timings["test_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _robustness_and_sanity(det, units, split, fit_s, cfg)
+    timings["robustness_s"] = time.perf_counter() - t
     return _collect(det, units, cat, cfg, timings)
 
 
@@ -545,8 +657,10 @@ def _collect(det, units, cat, cfg, timings) -> dict:
         )
         for metric, hib, note in _per_image_metric_specs(cfg):
             vals = np.array([r.get(metric, np.nan) for r in u.per_image], dtype=float)
-            if np.isnan(vals).all() and metric not in ("deletion_auc", "insertion_auc"):
+            if np.isnan(vals).all() and metric not in (*FAITHFULNESS, *ROBUSTNESS):
                 continue
+            if metric == "mprt_spearman" and "mprt" in u.notes:
+                note = f"{note}; {u.notes['mprt']}"
             defined = ~np.isnan(vals)
             value = float(vals[defined].mean()) if defined.any() else math.nan
             lo, hi = bootstrap_mean_ci(vals, n_boot=n_boot, seed=cfg.seed)
@@ -826,7 +940,7 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     manifest = _manifest(cfg, splits, timings, det_cfgs)
     from xeval.engine.verdicts import rank_table, verdicts
 
-    verdict_metrics = {"iou@t": True, **LOCALISATION, **FAITHFULNESS}
+    verdict_metrics = {"iou@t": True, **LOCALISATION, **FAITHFULNESS, **ROBUSTNESS}
     verdict_df = verdicts(
         per_image_df,
         metrics=verdict_metrics,

@@ -31,7 +31,10 @@ Fixes and deviations from calling Quantus directly
    Quantus recomputes through ``explain_func`` get the same treatment);
    ``normalise=True`` keeps Quantus' batch-wide behaviour (for comparison only).
    ``abs`` is left at the metric's default unless given in ``metric_kwargs`` /
-   ``overrides``. ``disable_warnings=True`` and ``display_progressbar=False``.
+   ``overrides``. ``disable_warnings=True``, ``display_progressbar=False`` and
+   ``return_aggregate=False`` (FaithfulnessCorrelation, IROF and SensitivityN default to
+   one mean for the batch; the bridge returns per-image values; an explicit
+   ``return_aggregate=True`` is refused).
 4. **Empty masks are not hits.** Localisation metrics (Quantus' ``LOCALISATION``
    category: PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy,
    TopKIntersection, AUC, AttributionLocalisation, Focus) get the masks as ``s_batch``
@@ -42,8 +45,8 @@ Fixes and deviations from calling Quantus directly
    problem and stays unfixed: it returns 0/1.)
 5. **Normal substrate.** For perturbation metrics whose perturbation replaces pixels by a
    baseline (PixelFlipping, RegionPerturbation, Selectivity, SensitivityN, IROF,
-   Monotonicity, MonotonicityCorrelation, FaithfulnessCorrelation, FaithfulnessEstimate,
-   Infidelity, Completeness, NonSensitivity), when ``reference=`` (normal images
+   MonotonicityCorrelation, FaithfulnessCorrelation, FaithfulnessEstimate, Infidelity,
+   Completeness, NonSensitivity), when ``reference=`` (normal images
    ``(N, C, H, W)`` or their mean ``(C, H, W)``) is given, Quantus' baseline
    ("black", "mean", "uniform", ...) is replaced by a ``perturb_func`` that writes the
    **mean normal reference image's** pixels (the same substrate as xeval's
@@ -54,8 +57,8 @@ Fixes and deviations from calling Quantus directly
    respected (with the same warning). Continuity's translation is left alone.
 6. **Recomputed explanations.** Metrics that re-explain perturbed inputs or models
    (robustness: MaxSensitivity, AvgSensitivity, LocalLipschitzEstimate, Continuity,
-   RelativeInput/Output/RepresentationStability; randomisation: MPRT, SmoothMPRT,
-   EfficientMPRT; InputInvariance) get an ``explain_func`` with Quantus' signature
+   RelativeInput/Output/RepresentationStability; randomisation: MPRT, EfficientMPRT)
+   get an ``explain_func`` with Quantus' signature
    ``(model, inputs, targets, **kwargs) -> (B, 1, H, W)`` that calls
    :func:`xeval.explainers.api.explain` with ``explain_method`` / ``explain_params``
    (``reference`` is forwarded as the explainer's normal baseline unless
@@ -74,13 +77,16 @@ Fixes and deviations from calling Quantus directly
    torch module, or no layer with ``reset_parameters``, it raises
    :class:`~xeval.errors.InputError` instead of reporting a perfectly "stable"
    explanation. ``explain_method="native"`` cannot be randomised and is refused there.
-8. **Refused metrics.** Metrics that compare class predictions (``argmax`` over one
-   column is always 0) or need other classes are meaningless for a single-output
-   detector and raise :class:`~xeval.errors.InputError`: ROAD (use
+8. **Refused metrics** (:data:`REFUSED_METRICS`, :class:`~xeval.errors.InputError` with
+   the reason). Meaningless for one output, they compare ``argmax`` class predictions
+   (always 0) or need other classes: ROAD (use
    ``xeval.metrics.deletion_curve(substrate="road")``), Sufficiency, BatchSufficiency,
-   Consistency, RandomLogit. On a black box (``torch_score()`` None), metrics that
-   recompute explanations with a gradient method, randomisation metrics,
-   InputInvariance and RelativeRepresentationStability are refused too.
+   Consistency, RandomLogit. Broken or not bridgeable in 0.6.0: Monotonicity (writes the
+   baseline into the all-baseline image: always True), SmoothMPRT (explains with its own
+   ``quantus.explain``, bypassing ``explain_func``), InputInvariance (edits the bias of
+   the model's first module, which a detector's score does not have). On a black box
+   (``torch_score()`` None), metrics that recompute explanations with a gradient
+   method, randomisation metrics and RelativeRepresentationStability are refused too.
 9. **numpy 2.x.** Quantus 0.6.0's ``utils.calculate_auc`` calls ``np.trapz``, removed in
    numpy 2.4; during the call it is replaced by the same trapezoid rule
    (``np.trapezoid``) and restored afterwards.
@@ -172,6 +178,22 @@ REFUSED_METRICS: dict[str, str] = {
     ),
     "RandomLogit": (
         "it explains a randomly chosen *other* class; an anomaly detector has one output"
+    ),
+    "Monotonicity": (
+        "in Quantus 0.6.0 it writes the baseline into the all-baseline image (its "
+        "perturb_func never sees the original pixels), so the image never changes and "
+        "every explanation is 'monotonic' (True); use MonotonicityCorrelation or "
+        "xeval.metrics.insertion_curve"
+    ),
+    "SmoothMPRT": (
+        "Quantus 0.6.0 explains its noisy copies with its own quantus.explain (captum), "
+        "not with explain_func, so xeval's explanation method would not be the one tested; "
+        "use MPRT or EfficientMPRT"
+    ),
+    "InputInvariance": (
+        "Quantus 0.6.0 shifts the input and compensates in the bias of the model's first "
+        "module (named_modules()[1] must be a conv/linear layer applied to the raw input); "
+        "an anomaly detector's score (e.g. a distance to normal data) gives no such layer"
     ),
 }
 
@@ -763,6 +785,8 @@ def run_quantus(
         per image, ``(B, T)`` for curves (PixelFlipping, RegionPerturbation...), ``(B, L)``
         for dict results (MPRT: columns in the dict's order, ``"original"`` first, then
         the randomised layers). NaN where Quantus gives None/NaN and for dropped images.
+        A few metrics are not per image by definition and are returned as Quantus gives
+        them: SensitivityN gives one correlation (over the batch) per subset size.
 
     Raises
     ------
@@ -808,7 +832,7 @@ def run_quantus(
                 f"{owned!r} is set by the bridge: use run_quantus(normalise=False | "
                 "'per_sample' | True)"
             )
-    if init_kwargs.get("return_aggregate") or getattr(instance, "return_aggregate", False):
+    if init_kwargs.get("return_aggregate"):
         raise InputError(
             "return_aggregate=True gives one number for the batch; the bridge returns per-image "
             "values (aggregate them with np.nanmean)"
@@ -817,7 +841,11 @@ def run_quantus(
     # ---- build the metric (a shallow copy of an instance)
     user_perturb = "perturb_func" in init_kwargs or "perturb_baseline" in init_kwargs
     if instance is None:
-        defaults = {"disable_warnings": True, "display_progressbar": False}
+        defaults = {
+            "disable_warnings": True,
+            "display_progressbar": False,
+            "return_aggregate": False,
+        }
         kw = {k: v for k, v in defaults.items() if k in init_ps}
         kw.update(init_kwargs)
         if "normalise" in init_ps:
@@ -840,6 +868,7 @@ def run_quantus(
             setattr(m, k, v)
         m._disable_warnings = True
         m._display_progressbar = False
+        m.return_aggregate = False
         m.normalise = normalise is not False
         if normalise == "per_sample":
             m.normalise_func = _normalise_per_sample

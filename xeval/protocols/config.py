@@ -41,6 +41,8 @@ _DEFAULT_METRICS = {
     "localisation": True,
     "complexity": True,
     "faithfulness": False,
+    "robustness": False,
+    "sanity": False,
     "fpr_limits": [0.3],
     "threshold": {"quantile": 0.99},
     "validation_fraction": 0.2,
@@ -194,6 +196,17 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
             f"{where}: metrics.faithfulness.substrate must be one of normal, "
             f"reconstruction, road, black, blur; got {faith.get('substrate')!r}",
         )
+    for key, allowed in (
+        ("robustness", {"radius", "n_samples", "max_images"}),
+        ("sanity", {"max_images"}),
+    ):
+        val = metrics[key]
+        _expect(
+            val is False or val is None or isinstance(val, dict),
+            f"{where}: metrics.{key} must be false or a mapping, got {val!r}",
+        )
+        if isinstance(val, dict):
+            _check_keys(val, allowed, f"{where}: metrics.{key}")
     vf = metrics["validation_fraction"]
     _expect(
         isinstance(vf, int | float) and 0 < vf < 1,
