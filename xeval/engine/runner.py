@@ -353,7 +353,7 @@ def _robustness_and_sanity(det, units, split, fit_samples, cfg) -> None:
         return fn
 
     refit = None
-    for name, u in units.items():
+    for u in units.values():
         fn = explain_with(u.explainer)
         vals: dict = {}
         with warnings.catch_warnings():
