@@ -15,6 +15,7 @@ Each finished (category, detector) unit is written atomically under
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -911,7 +912,9 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
             path = _unit_path(part_dir, cat, name)
             unit = _load_unit(path) if resume else None
             if unit is None:
-                det = build_detector({k: v for k, v in recipe.items() if k != "explainers"})
+                det = build_detector(
+                    {k: v for k, v in recipe.items() if k not in ("explainers", "metrics")}
+                )
                 det_cfgs[det.name] = det.config()
                 explainers = [
                     build_explainer(e) for e in recipe.get("explainers") or cfg.explainers
@@ -920,7 +923,10 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
                     f"[xeval] {cat}: {det.name} (fit + explain {len(explainers)} explainers)",
                     file=sys.stderr,
                 )
-                unit = evaluate_detector(det, explainers, split, cfg, cache_dir=cache_dir)
+                dcfg = cfg
+                if recipe.get("metrics"):  # per-detector metric options override the run's
+                    dcfg = dataclasses.replace(cfg, metrics={**cfg.metrics, **recipe["metrics"]})
+                unit = evaluate_detector(det, explainers, split, dcfg, cache_dir=cache_dir)
                 _save_unit(path, unit)
             else:
                 print(f"[xeval] {cat}: {name} (resumed from {path.parent})", file=sys.stderr)

@@ -151,6 +151,11 @@ def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
     detectors = [_load_recipe(d) for d in dets]
     for d in detectors:
         _expect("kind" in d, f"{where}: detector recipe {d!r} has no 'kind'")
+        if "metrics" in d:
+            _expect(isinstance(d["metrics"], dict),
+                    f"{where}: detectors[{d.get('name', d['kind'])}].metrics must be a mapping")
+            _check_keys(d["metrics"], set(_DEFAULT_METRICS) - {"mode", "fpr_limits"},
+                        f"{where}: detectors[{d.get('name', d['kind'])}].metrics")
         if "explainers" in d:
             _expect(
                 isinstance(d["explainers"], list) and d["explainers"],
