@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from xeval.adapters.base import Detector
 from xeval.errors import InputError, XevalError
@@ -277,6 +278,17 @@ class TorchDetector(Detector):
             return out.to(x.device)
 
         return score
+
+    def torch_module(self) -> nn.Module | None:
+        """The fitted ``nn.Module`` that :meth:`torch_score` runs (``model_``), or None.
+
+        Grad-CAM looks its layers up by name, DeepLIFT hooks its non-linearities and
+        the randomisation test re-initialises its parameters. None before fitting and
+        for detectors without a learned module (their scoring lives in fitted
+        statistics, e.g. :class:`~xeval.adapters.PatchFeatures`).
+        """
+        model = getattr(self, "model_", None)
+        return model if isinstance(model, nn.Module) else None
 
     def config(self) -> dict:
         return {

@@ -8,6 +8,7 @@ Higher = more anomalous. Image score: the maximum of the map.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,25 +25,30 @@ class _AE(nn.Module):
     def __init__(self, width: int, bottleneck: int) -> None:
         super().__init__()
         w = width
-        act = nn.LeakyReLU(0.2)
+
+        def act() -> nn.Module:
+            # one activation module per layer (not one shared instance): hook-based
+            # attributions (captum's DeepLIFT) need each non-linearity to be distinct
+            return nn.LeakyReLU(0.2)
+
         self.encoder = nn.Sequential(
             nn.Conv2d(3, w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.Conv2d(2 * w, 2 * w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.Conv2d(2 * w, bottleneck, 1),
         )
         self.decoder = nn.Sequential(
             nn.Conv2d(bottleneck, 2 * w, 1),
-            act,
+            act(),
             nn.ConvTranspose2d(2 * w, 2 * w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.ConvTranspose2d(w, w, 4, stride=2, padding=1),
-            act,
+            act(),
             nn.Conv2d(w, 3, 3, padding=1),
             nn.Sigmoid(),
         )
@@ -228,3 +234,29 @@ class ConvAutoencoder(TorchDetector):
         if self.downsample > 1:
             err = F.interpolate(err, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return gaussian_blur(err, self.sigma)[:, 0]
+
+    def encoder(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The fitted encoder as a differentiable ``(B, C, H, W) -> (B, D)`` callable.
+
+        ``D = bottleneck * (H / 8 d) * (W / 8 d)`` with ``d = downsample``: the flattened
+        bottleneck code of the (downsampled) input, the representation the decoder
+        reconstructs from (for label-free feature importance). Inputs are moved to the
+        detector's device; the code is returned on the input's device.
+        """
+        self._require_fitted()
+        assert self.model_ is not None
+        model = self.model_
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            if x.ndim != 4 or x.shape[1] not in (1, 3):
+                raise InputError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+            if tuple(x.shape[2:]) != self.input_size:
+                raise InputError(
+                    f"x must have spatial size {self.input_size}, got {tuple(x.shape)}"
+                )
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            code = model.encoder(self._down(x.to(self._device, torch.float32)))
+            return code.flatten(1).to(x.device)
+
+        return encode
