@@ -122,7 +122,7 @@ def _preimport(name: str) -> None:
         "xeval binned": ["xeval.metrics"],
         "sklearn": ["sklearn.metrics"],
         "torchmetrics": ["torch", "torchmetrics.classification"],
-        "anomalib": ["torch", "anomalib.metrics"],
+        "anomalib": ["torch", "anomalib.metrics.aupro"],
         "naive AUPRO": ["scipy.ndimage"],
     }[name]
     import importlib
@@ -174,9 +174,9 @@ def run_one(name: str, pm: str, pa: str) -> dict:
         out = {"pixel_auroc": float(au.compute())}
     elif name == "anomalib":
         import torch
-        from anomalib.metrics import AUPRO
+        from anomalib.metrics.aupro import _AUPRO  # the metric without anomalib's Batch plumbing
 
-        au = AUPRO(fpr_limit=0.3)
+        au = _AUPRO(fpr_limit=0.3)
         au.update(torch.from_numpy(maps), torch.from_numpy(masks_b))
         out = {"aupro@0.3": float(au.compute())}
     elif name == "naive AUPRO":
@@ -201,6 +201,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--anomalib-python",
+        default=None,
+        help="a Python interpreter with anomalib installed (its own venv)",
+    )
     ap.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._child:
@@ -218,11 +223,14 @@ def main() -> None:
     print(f"{a.n_images} maps of {a.size}x{a.size} = {a.n_images * a.size**2 / 1e6:.0f} M pixels")
     res = {}
     for name in names:
-        if not available(name):
+        exe = sys.executable
+        if name == "anomalib" and a.anomalib_python:
+            exe = a.anomalib_python
+        elif not available(name):
             print(f"{name:14s} not installed, skipped")
             continue
         p = subprocess.run(
-            [sys.executable, __file__, "--_child", name, str(pm), str(pa)],
+            [exe, __file__, "--_child", name, str(pm), str(pa)],
             capture_output=True,
             text=True,
         )

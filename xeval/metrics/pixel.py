@@ -20,7 +20,7 @@ Modes
 ``exact``: keeps the negative scores (4 bytes a pixel for float32 maps) and sorts them
 once at :meth:`compute`; identical to the reference definitions.
 ``binned``: streaming, memory independent of the number of images (``2 * octaves *
-2**bits + 1`` bins, 75 MB at the defaults) and no score range needed up front: scores
+2**bits + 1`` bins, 31 MB at the defaults) and no score range needed up front: scores
 are binned on their float32 bit pattern (bins of relative width ``2**-bits`` over the
 ``octaves`` octaves below the largest magnitude seen); every bin acts as one tied score
 and :meth:`compute` reports a guaranteed bound on the error of each metric against the
@@ -147,8 +147,8 @@ class BinnedPixelState:
     counts). The error this binning causes is bounded at :meth:`summary` time.
     """
 
-    bits: int = 16
-    octaves: int = 24
+    bits: int = 15
+    octaves: int = 20
     e_cut: int = -1  # smallest resolved biased exponent; -1 = nothing seen yet
     n_all: np.ndarray | None = None
     n_pos: np.ndarray | None = None
@@ -325,8 +325,8 @@ class PixelRanking:
         *,
         fpr_limits=(0.3,),
         mode: str = "exact",
-        bits: int = 16,
-        octaves: int = 24,
+        bits: int = 15,
+        octaves: int = 20,
         curves: bool = False,
         curve_points: int = 512,
     ):
