@@ -222,3 +222,60 @@ def test_verdicts_and_ranks():
     r = rank_table(res, metrics=["m"])
     assert r.iloc[0]["explainer"] == "good" and r.iloc[0]["mean_rank"] == 1.0
     assert set(r.loc[r.explainer != "good", "m"]) == {2.5}  # ties share the average rank
+
+
+class Oracle(Explainer):
+    """The true defect mask as the explanation (an upper bound for localisation)."""
+
+    name = "oracle"
+
+    def explain(self, detector, batch, *, maps=None):
+        b, _, h, w = batch.images.shape
+        if batch.masks is None:  # normal validation images: nothing to point at
+            return np.zeros((b, h, w), np.float32)
+        return np.stack([M.resize_to(m.astype(np.float32), (h, w)) for m in batch.masks])
+
+
+class CentreCtl(Flat):
+    name = "centre"
+
+    def explain(self, detector, batch, *, maps=None):
+        b, _, h, w = batch.images.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        g = np.exp(-(((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2) * 8)
+        return np.repeat(g[None].astype(np.float32), b, axis=0)
+
+
+class RandomCtl(Flat):
+    name = "random"
+
+    def explain(self, detector, batch, *, maps=None):
+        rng = np.random.default_rng(len(batch.ids[0]))
+        return rng.random((len(batch),) + batch.images.shape[2:]).astype(np.float32)
+
+
+def test_oracle_beats_every_control(tmp_path):
+    import pandas as pd
+
+    from xeval.engine.verdicts import verdicts
+
+    root = write_tiny_mvtec(
+        tmp_path / "o", n_train=8, n_good=3, n_defect=8, size=(24, 24), defects=("scratch", "stain")
+    )
+    sp = load_mvtec(root, "a")
+    cfg = _cfg(faithfulness={"steps": 6, "max_images": 16})
+    unit = evaluate_detector(MeanDiff(), [Oracle(), RandomCtl(), CentreCtl()], sp, cfg)
+    rows = _rows(unit)
+    for ctl in ("random", "centre"):
+        assert rows["oracle", "aupro@0.3"]["value"] > rows[ctl, "aupro@0.3"]["value"]
+        assert rows["oracle", "relevance_mass"]["value"] > rows[ctl, "relevance_mass"]["value"]
+        assert rows["oracle", "deletion_auc"]["value"] < rows[ctl, "deletion_auc"]["value"]
+    assert rows["oracle", "relevance_mass"]["value"] > 0.5  # < 1: 24px mask seen at 16px
+    v = verdicts(
+        pd.DataFrame(unit["per_image"]),
+        metrics={"relevance_mass": True, "deletion_auc": False},
+        n_boot=300,
+    )
+    overall = v[v.control == "all controls"].set_index("metric")["verdict"]
+    assert overall["relevance_mass"] == "beats"
+    assert overall["deletion_auc"] == "beats"
