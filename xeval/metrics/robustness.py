@@ -35,6 +35,7 @@ from collections.abc import Callable
 import numpy as np
 
 from xeval.errors import InputError, UndefinedMetricWarning
+from xeval.metrics._validation import check_images as _check_images
 
 __all__ = [
     "avg_sensitivity",
@@ -50,19 +51,6 @@ NORMS = ("fro", "inf", "l1")
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_images(images) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise InputError(
-            f"images must be a numpy array of shape (B, C, H, W), got {type(images).__name__}"
-        )
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise InputError(f"images must have shape (B, C, H, W) with B >= 1, got {images.shape}")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise InputError(f"images must be floating point (float32), got dtype {images.dtype}")
-    if not np.all(np.isfinite(images)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(images))[0])
-        raise InputError(f"images hold non-finite values (first at index {bad})")
-    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 def _positive_int(value, name: str) -> int:
