@@ -66,6 +66,8 @@ def test_run_writes_results_and_resumes(tiny_config, tmp_path, capsys):
     ):
         assert m in sal.index, m
     assert (out / "verdicts.csv").exists() and (out / "ranks.csv").exists()
+    page = (out / "index.html").read_text()
+    assert "Verdicts against the trivial controls" in page and "Profile" in page
     man = json.loads((out / "manifest.json").read_text())
     assert man["config_hash"] and man["dataset_fingerprint"] and man["seed"] == 0
     assert (out / "index.html").exists() and (out / "results.md").exists()

@@ -240,7 +240,50 @@ def _verdict_section(verdicts) -> str:
         "prior) on the same images; 95% bootstrap CI of the mean difference. "
         "<b>beats</b>: better than every control; <b>loses</b>: worse than some control; "
         "<b>ties</b>: otherwise. Pooled over categories. Per-control numbers: "
-        "verdicts.csv.</p>" + _frame_table(wide.fillna("n/a"), decimals=3) + "</section>"
+        "verdicts.csv.</p>"
+        + _profile(overall)
+        + "<h3>Per metric</h3>"
+        + _frame_table(wide.fillna("n/a"), decimals=3)
+        + "</section>"
+    )
+
+
+FAMILIES = {  # metric -> audit family, for the per-explainer profile
+    "iou@t": "localisation",
+    "pointing_game": "localisation",
+    "relevance_mass": "localisation",
+    "relevance_rank": "localisation",
+    "top_k_intersection": "localisation",
+    "deletion_auc": "faithfulness",
+    "insertion_auc": "faithfulness",
+    "max_sensitivity": "robustness",
+    "mprt_spearman": "sanity",
+}
+
+
+def _profile(overall) -> str:
+    """Per explainer and audit family: metrics where it beats all controls / metrics."""
+    fam = overall.assign(family=overall["metric"].map(FAMILIES).fillna("other"))
+    fam = fam[fam["verdict"] != "undefined"]
+    if fam.empty:
+        return ""
+    cells = fam.groupby(["detector", "explainer", "family"], sort=False)["verdict"].agg(
+        lambda v: (
+            f"{int((v == 'beats').sum())}/{len(v)} beat"
+            + (f", {int((v == 'loses').sum())} lose" if (v == "loses").any() else "")
+        )
+    )
+    wide = cells.unstack("family").reset_index()
+    order = [
+        c
+        for c in ("localisation", "faithfulness", "robustness", "sanity", "other")
+        if c in wide.columns
+    ]
+    wide = wide[["detector", "explainer", *order]].fillna("n/a")
+    return (
+        "<h3>Profile</h3><p class='muted'>Per audit family: number of metrics on "
+        "which the explainer beats every control / metrics measured.</p>"
+        + _frame_table(wide, decimals=3)
     )
 
 
