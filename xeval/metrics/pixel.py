@@ -113,19 +113,12 @@ def _accumulate(target: np.ndarray, lo: int, idx: np.ndarray, n: int, weights=No
     """``target[lo + idx] += weights`` (or ``+= 1``) for indices ``0 <= idx < n``.
 
     A dense ``bincount`` costs O(len(idx) + n); when the index range is much wider than
-    the number of values (small batches, log-spaced bins) a sort-based reduction is
-    cheaper."""
+    the number of values (small batches, log-spaced bins) an unbuffered ``np.add.at``
+    (O(len(idx))) is cheaper."""
     if n <= 2 * idx.size:
         target[lo : lo + n] += np.bincount(idx, weights, minlength=n)
         return
-    order = np.argsort(idx, kind="stable") if weights is not None else None
-    sidx = idx[order] if order is not None else np.sort(idx)
-    starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
-    uniq = sidx[starts].astype(np.int64) + lo
-    if weights is None:
-        target[uniq] += np.diff(np.append(starts, sidx.size))
-    else:
-        target[uniq] += np.add.reduceat(weights[order], starts)
+    np.add.at(target, idx.astype(np.int64) + lo, 1 if weights is None else weights)
 
 
 def _side_index(x: float, shift: int) -> int:
