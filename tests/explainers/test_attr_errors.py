@@ -107,7 +107,7 @@ def test_bad_params():
         explain(LinearDetector(W), X, "integrated_gradients", baseline=REF)
     with pytest.raises(InputError, match=r"baseline has shape \(C, H, W\) = \(3, 8, 8\)"):
         explain(LinearDetector(W), X, "deeplift", baseline=np.zeros((3, 8, 8), np.float32))
-    with pytest.raises(InputError, match="images contain NaN"):
+    with pytest.raises(InputError, match="images hold non-finite values"):
         explain(LinearDetector(W), X * np.nan, "saliency")
     with pytest.raises(InputError, match="shape"):
         explain(LinearDetector(W), X[0], "saliency")

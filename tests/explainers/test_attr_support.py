@@ -15,7 +15,10 @@ from xeval.batch import Batch
 from xeval.errors import InputError
 from xeval.explainers import attribution as A
 from xeval.explainers.api import explain, method_names
-from xeval.explainers.baselines import (
+from xeval.explainers.cache import CachedExplainer, cache_key
+from xeval.explainers.label_free import LabelFree
+from xeval.explainers.reduce import normalize_per_sample, reduce_channels
+from xeval.substrates import (
     Black,
     Blur,
     Constant,
@@ -23,9 +26,6 @@ from xeval.explainers.baselines import (
     Uniform,
     resolve_baseline,
 )
-from xeval.explainers.cache import CachedExplainer, cache_key
-from xeval.explainers.label_free import LabelFree
-from xeval.explainers.reduce import normalize_per_sample, reduce_channels
 
 W = region_weights()
 LIN = LinearDetector(W)

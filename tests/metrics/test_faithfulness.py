@@ -23,7 +23,7 @@ from xeval.metrics import (
     insertion_auc,
     insertion_curve,
 )
-from xeval.metrics.substrates import Road, SubstrateWarning, road_impute
+from xeval.substrates import Road, SubstrateWarning, road_impute
 
 
 class AbsDetector(Detector):

@@ -218,7 +218,7 @@ def test_top_k_intersection_hand_computed_and_k_options():
     assert M.top_k_intersection(mask, amap, k=0.2) == pytest.approx(3 / 4)  # ceil(0.2*20)
     assert M.top_k_intersection(mask, amap, k=0.01) == 1.0  # at least one pixel
     with pytest.raises(InputError, match=r"k = 1000 exceeds the 20 pixels .*\(4, 5\)"):
-        M.top_k_intersection(mask, amap)  # default k = 1000
+        M.top_k_intersection(mask, amap, k=1000)  # Quantus' default
     for bad in (0, -3, 1.0, 1.5, 0.0, True, "10", np.nan):
         with pytest.raises(InputError, match="k"):
             M.top_k_intersection(mask, amap, k=bad)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xeval.adapters.base import Detector
+from xeval.checks import check_images as validate_images
 from xeval.errors import InputError, XevalError
 
 
@@ -31,7 +32,8 @@ def check_images(
     size: tuple[int, int] | None = None,
     channels: tuple[int, ...] = (1, 3),
 ) -> np.ndarray:
-    """Validate a ``(B, C, H, W)`` float image array and return it as float32, 3 channels.
+    """:func:`xeval.checks.check_images`, plus the detector's channel count and input size;
+    returns float32 with 3 channels.
 
     Parameters
     ----------
@@ -51,38 +53,17 @@ def check_images(
         Wrong type, rank, channel count, dtype (integers are refused: images are
         floats in ``[0, 1]``), size, or non-finite values.
     """
-    if hasattr(images, "images") and not isinstance(images, np.ndarray):
-        images = images.images
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if not isinstance(images, np.ndarray):
-        raise InputError(
-            f"{name} must be a numpy array of shape (B, C, H, W), got {type(images).__name__}"
-        )
-    if images.ndim != 4:
-        raise InputError(
-            f"{name} must have shape (B, C, H, W) (rank 4), got shape {images.shape} "
-            f"(rank {images.ndim})"
-        )
+    images = validate_images(images, name=name)
     if images.shape[1] not in channels:
         raise InputError(
             f"{name} must have {' or '.join(map(str, channels))} channels on axis 1 "
             f"(B, C, H, W), got shape {images.shape}"
-        )
-    if not np.issubdtype(images.dtype, np.floating):
-        raise InputError(
-            f"{name} must be floating point in [0, 1] (float32), got dtype {images.dtype} "
-            f"with shape {images.shape}"
         )
     if size is not None and tuple(images.shape[2:]) != tuple(size):
         raise InputError(
             f"{name} must have spatial size (H, W) = {tuple(size)} (the detector's "
             f"input_size), got shape {images.shape}"
         )
-    if images.shape[0] == 0:
-        raise InputError(f"{name} is empty: shape {images.shape}")
-    if not np.all(np.isfinite(images)):
-        raise InputError(f"{name} contains NaN or infinite values (shape {images.shape})")
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.shape[1] == 1:
         images = np.repeat(images, 3, axis=1)

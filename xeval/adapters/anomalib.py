@@ -220,6 +220,21 @@ class AnomalibDetector(TorchWrapped):
         self.module.eval()
         return self
 
+    def fitted_statistics(self) -> bool:
+        """PaDiM's Gaussian or PatchCore's memory bank: fitted on normal features."""
+        return (
+            getattr(self.module, "gaussian", None) is not None
+            or getattr(self.module, "memory_bank", None) is not None
+        )
+
+    def refit(self, batches: Iterable[np.ndarray]) -> AnomalibDetector:
+        """Re-fit the memory bank / Gaussian on ``batches`` (even when already fitted)."""
+        if callable(self.fit_mode):
+            return self.fit(batches)
+        self._fit_memory_bank(batches)
+        self.module.eval()
+        return self
+
     def _fit_memory_bank(self, batches: Iterable[Any]) -> None:
         owner = self.lightning if self.lightning is not None else self.module
         if not callable(getattr(owner, "fit", None)):

@@ -85,6 +85,61 @@ class Detector(ABC):
         """
         return None
 
+    # ---------------------------------------------------------- randomisation hooks
+    def fitted_statistics(self) -> bool:
+        """Whether the score depends on statistics fitted on normal data (a memory bank,
+        a Gaussian, class means). The model-parameter randomisation test re-fits them
+        (:meth:`refit`) after each randomisation step, so that they describe the
+        randomised features. Default False."""
+        return False
+
+    def refit(self, batches: Iterable[np.ndarray]) -> Detector:
+        """Re-fit the fitted statistics on normal ``batches`` without re-training the
+        layers (used by the randomisation test). Default: :meth:`fit`."""
+        return self.fit(batches)
+
+    def randomise(self, seed: int) -> str | None:
+        """Randomise what this detector learned, for detectors whose learned part is not
+        a stack of torch layers (e.g. :class:`~xeval.adapters.PatchFeatures`: a fixed
+        filter bank and learned normal statistics). Returns None when done, or why it
+        cannot. Detectors that do not override it are randomised layer by layer
+        (cascading) through :meth:`torch_module`."""
+        raise NotImplementedError
+
+    def randomise_note(self) -> str:
+        """What :meth:`randomise` does, recorded with the randomisation test."""
+        return ""
+
     def config(self) -> dict:
         """Hyper-parameters that identify this detector (recorded in the manifest)."""
         return {"name": self.name}
+
+
+def overrides(detector: Detector, hook: str) -> bool:
+    """Whether ``detector``'s class overrides the :class:`Detector` method ``hook``."""
+    return getattr(type(detector), hook, None) is not getattr(Detector, hook)
+
+
+def find_torch_module(detector) -> nn.Module | None:
+    """The detector's torch module: ``detector.torch_module()`` if it gives one, else the
+    first ``nn.Module`` attribute among ``model_``, ``model``, ``module``, ``net``."""
+    from torch import nn
+
+    hook = getattr(detector, "torch_module", None)
+    mod = hook() if callable(hook) else None
+    if isinstance(mod, nn.Module):
+        return mod
+    for attr in ("model_", "model", "module", "net"):
+        m = getattr(detector, attr, None)
+        if isinstance(m, nn.Module):
+            return m
+    return None
+
+
+def has_fitted_statistics(detector) -> bool:
+    """:meth:`Detector.fitted_statistics`, also for objects that declare it as a boolean
+    attribute (``fitted_statistics = True``) or do not derive from :class:`Detector`."""
+    declared = getattr(detector, "fitted_statistics", None)
+    if callable(declared):
+        return bool(declared())
+    return bool(declared)

@@ -411,6 +411,10 @@ class MahalanobisDetector(ClassifierOOD):
         return self.distances(self.features(self.perturb(x))).amin(dim=1).float()
 
     # -- fit ---------------------------------------------------------------------------
+    def fitted_statistics(self) -> bool:
+        """Class means and the shared covariance are fitted on the training features."""
+        return True
+
     def fit(self, batches: Iterable[Any]) -> MahalanobisDetector:
         """Fit class means and the shared covariance (see the class docstring).
 

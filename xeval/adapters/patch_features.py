@@ -511,6 +511,46 @@ class PatchFeatures(TorchDetector):
             stats["memory"] = zf
         self._stats = {k: v.to(self._device, torch.float32) for k, v in stats.items()}
 
+    # -- randomisation test hooks --------------------------------------------------------
+    def fitted_statistics(self) -> bool:
+        """The memory bank / Gaussian is fitted on normal features."""
+        return True
+
+    def randomise(self, seed: int) -> str | None:
+        """Replace the learned normal statistics by uninformative ones in the standardised
+        feature space (where the training features have zero mean and unit variance):
+        the memory bank by as many i.i.d. ``N(0, I)`` patches (seeded), the Gaussian(s)
+        by ``N(0, I)``. The standardisation is kept (it defines the units); the feature
+        extractor is fixed by design (a filter bank, a seeded random CNN), so it is not
+        what the detector learned."""
+        from xeval.rng import derived_seed
+
+        stats = self._stats
+        if "memory" in stats:
+            mem = stats["memory"]
+            gen = torch.Generator().manual_seed(derived_seed(seed, 1))
+            stats["memory"] = torch.randn(mem.shape, generator=gen, dtype=torch.float32).to(mem)
+            return None
+        if "mean" in stats and "precision" in stats:
+            mean, prec = stats["mean"], stats["precision"]
+            d = mean.shape[-1]
+            stats["mean"] = torch.zeros_like(mean)
+            stats["precision"] = (
+                torch.eye(d, dtype=prec.dtype, device=prec.device).expand_as(prec).clone()
+            )
+            return None
+        return (
+            "PatchFeatures holds no statistics to randomise "
+            f"(keys {sorted(stats)}; is it fitted?)"
+        )
+
+    def randomise_note(self) -> str:
+        return (
+            "PatchFeatures: the feature extractor is fixed (not learned); the learned "
+            "normal statistics are replaced by uninformative N(0, I) ones in the "
+            "standardised feature space (one step); no refit"
+        )
+
     # -- map ----------------------------------------------------------------------------
     def _patch_scores(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised features ``(B, D, h, w)`` -> patch distances ``(B, h, w)``."""

@@ -461,6 +461,10 @@ class TorchModuleDetector(TorchWrapped):
         self.fitted_ = True
         return self
 
+    def fitted_statistics(self) -> bool:
+        """With a ``fit_fn``, the module is assumed to fit statistics on normal data."""
+        return self.fit_fn is not None
+
     def _require_fitted(self) -> None:
         if not self.fitted_:
             raise InputError(

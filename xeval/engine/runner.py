@@ -34,13 +34,13 @@ from xeval.batch import Batch, Sample
 from xeval.data.io import read_image
 from xeval.data.loader import iter_batches
 from xeval.data.split import CategorySplit
-from xeval.engine.bootstrap import bootstrap_auroc_ci, bootstrap_mean_ci
 from xeval.errors import InputError
 from xeval.explainers.base import Explainer
 from xeval.metrics import ImageMetrics, PixelRanking, ThresholdMetrics, normal_threshold
 from xeval.metrics.resize import resize_to
 from xeval.protocols.config import RunConfig
 from xeval.results import make_row, results_frame
+from xeval.stats import bootstrap_auroc_ci, bootstrap_mean_ci
 
 HIGHER_IS_BETTER = {
     "image_auroc": True,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xeval.engine.bootstrap import bootstrap_mean_ci
+from xeval.stats import bootstrap_mean_ci
 
 VERDICT_COLUMNS = [
     "detector",

@@ -10,7 +10,7 @@ a scalar-score forward function ``(N, C, H, W) -> (N,)`` with ``target=None``:
 
 What xeval adds around captum: validation of the score function (shape ``(N,)``,
 finite, differentiable; errors name the detector and what it returned), baselines
-(normal reference images by default, see :mod:`xeval.explainers.baselines`), memory
+(normal reference images by default, see :mod:`xeval.substrates`), memory
 bounds (``internal_batch_size`` for every method, including GradientSHAP which captum
 does not batch), seeding of the random methods without touching the caller's RNG,
 an explicit channel reduction (:mod:`xeval.explainers.reduce`), and the pairing check
@@ -42,10 +42,11 @@ from torch import nn
 
 from xeval.adapters.base import Detector
 from xeval.batch import Batch
+from xeval.checks import check_images
 from xeval.errors import InputError
 from xeval.explainers.base import Explainer
-from xeval.explainers.baselines import Baseline, NormalReference, resolve_baseline
 from xeval.explainers.reduce import check_reduce, reduce_channels
+from xeval.substrates import Baseline, NormalReference, resolve_baseline
 
 __all__ = [
     "AttributionExplainer",
@@ -212,22 +213,7 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)  # noqa: NPY002
 
 
-def _check_images(images: object) -> np.ndarray:
-    if isinstance(images, Batch):
-        images = images.images
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if not isinstance(images, np.ndarray):
-        raise InputError(
-            f"images must be a numpy array (B, C, H, W) or a Batch, got {type(images).__name__}"
-        )
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise InputError(f"images must have shape (B, C, H, W) with B >= 1, got {images.shape}")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise InputError(f"images must be floating point in [0, 1], got dtype {images.dtype}")
-    if not np.all(np.isfinite(images)):
-        raise InputError(f"images contain NaN or infinite values (shape {images.shape})")
-    return np.ascontiguousarray(images, dtype=np.float32)
+_check_images = check_images
 
 
 def _slice_extra(extra: tuple, sl: slice) -> tuple:

@@ -10,7 +10,7 @@ sizes may differ; maps at the mask's native resolution):
   :func:`iou_per_image`; thresholds from normal data: :func:`normal_threshold`
 
 Faithfulness (call the detector on perturbed images, batched; removed pixels replaced
-by normal content, see :mod:`xeval.metrics.substrates`): :func:`deletion_auc`,
+by normal content, see :mod:`xeval.substrates`): :func:`deletion_auc`,
 :func:`insertion_auc`, :func:`deletion_curve`, :func:`insertion_curve`, :func:`aopc`,
 :func:`faithfulness_correlation`, :func:`infidelity`.
 
@@ -29,6 +29,7 @@ binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
 """
 
 from xeval.metrics.complexity import ComplexityMetrics, entropy_complexity, gini_sparseness
+from xeval.metrics.detection import ImageMetrics, f1_max, fpr_at_tpr, image_aupr, image_auroc
 from xeval.metrics.faithfulness import (
     PerturbationCurve,
     aopc,
@@ -39,7 +40,6 @@ from xeval.metrics.faithfulness import (
     insertion_auc,
     insertion_curve,
 )
-from xeval.metrics.image import ImageMetrics, f1_max, fpr_at_tpr, image_aupr, image_auroc
 from xeval.metrics.localisation import (
     LocalisationMetrics,
     pointing_game,

@@ -127,19 +127,3 @@ def check_labels_scores(labels, scores):
         )
     s = check_map(s.astype(np.float64, copy=False), "scores")
     return y.astype(bool), s
-
-
-def check_images(images) -> np.ndarray:
-    """``images`` as a contiguous float32 ``(B, C, H, W)`` array; errors name the problem."""
-    if not isinstance(images, np.ndarray):
-        raise InputError(
-            f"images must be a numpy array of shape (B, C, H, W), got {type(images).__name__}"
-        )
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise InputError(f"images must have shape (B, C, H, W) with B >= 1, got {images.shape}")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise InputError(f"images must be floating point (float32), got dtype {images.dtype}")
-    if not np.all(np.isfinite(images)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(images))[0])
-        raise InputError(f"images hold non-finite values (first at index {bad})")
-    return np.ascontiguousarray(images, dtype=np.float32)

@@ -48,6 +48,8 @@ from scipy import special
 
 from xeval.errors import InputError
 from xeval.metrics._validation import as_image_list, check_map, undefined
+from xeval.metrics.base import PerImageMetric
+from xeval.registry import METRICS
 
 #: Gini sparseness: higher = sparser, reported as better (Chalasani et al. 2020).
 GINI_HIGHER_IS_BETTER = True
@@ -203,3 +205,38 @@ class ComplexityMetrics:
                 else undefined(name, "no image with a non-zero attribution map")
             )
         return out
+
+
+# ------------------------------------------------------------------ registered metrics
+@METRICS.register
+class GiniSparseness(PerImageMetric):
+    """Gini sparseness of ``|a|`` per image (Chalasani et al. 2020, ICML; Hurley &
+    Rickard 2009): ``G = sum_i (2 i - n - 1) x_i / (n sum x)`` over the ascending
+    values ``x_i`` of ``|a|`` at the mask's native resolution; 0 = uniform, -> 1 = one
+    pixel holds everything; NaN for an all-zero map. **Higher is better** (sparser, by
+    the paper's convention -- read it with localisation: a single-pixel map is sparse
+    and useless)."""
+
+    name = "gini_sparseness"
+    higher_is_better = GINI_HIGHER_IS_BETTER
+    family = "complexity"
+    excluded_note = "Gini sparseness of |map| (higher = sparser)"
+
+    def values(self, record, explanation):
+        return gini_sparseness(explanation.native)
+
+
+@METRICS.register
+class EntropyComplexity(PerImageMetric):
+    """Entropy complexity per image (Bhatt et al. 2020, IJCAI): the Shannon entropy in
+    nats of ``p = |a| / sum |a|`` at the mask's native resolution, in ``[0, ln n]``;
+    NaN for an all-zero map. **Lower is better** (simpler); it grows with the number of
+    pixels, so compare maps at the same resolution."""
+
+    name = "entropy_complexity"
+    higher_is_better = ENTROPY_HIGHER_IS_BETTER
+    family = "complexity"
+    excluded_note = "entropy of |map| / sum |map| (lower = simpler)"
+
+    def values(self, record, explanation):
+        return entropy_complexity(explanation.native)

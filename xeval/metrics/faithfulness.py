@@ -11,7 +11,7 @@ What replaces removed pixels (the *substrate*) matters for an anomaly detector: 
 or blurred pixels are new anomalies (DESIGN.md). The default substrate is a **normal
 reference image** (``reference=``: normal training images or their mean); the
 detector's reconstruction and ROAD's noisy linear imputation are the other normal
-choices; black and blur are available but flagged. See :mod:`xeval.metrics.substrates`.
+choices; black and blur are available but flagged. See :mod:`xeval.substrates`.
 
 Common conventions
 ------------------
@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xeval.checks import check_images as _check_images
+from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
-from xeval.metrics._validation import check_images as _check_images
-from xeval.metrics.substrates import (
+from xeval.substrates import (
     ANOMALY_NOTE,
     BoundSubstrate,
     Substrate,
@@ -51,6 +52,7 @@ from xeval.metrics.substrates import (
 
 __all__ = [
     "PerturbationCurve",
+    "perturbation_curve",
     "aopc",
     "deletion_auc",
     "deletion_curve",
@@ -98,12 +100,6 @@ def _check_attributions(attributions, images: np.ndarray, *, allow_channels: boo
             "attribution maps must be finite"
         )
     return a
-
-
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _warn_undefined(metric: str, images: np.ndarray, why: str) -> None:
@@ -215,9 +211,9 @@ def _raw_curves(
     """Raw scores ``(B, steps+1)`` (NaN rows for constant maps), fractions, substrate."""
     images = _check_images(images)
     attr = _check_attributions(attributions, images)
-    steps = _positive_int(steps, "steps")
-    patch_size = _positive_int(patch_size, "patch_size")
-    batch_size = _positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+    patch_size = check_positive_int(patch_size, "patch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
     labels, rel = _regions(attr, patch_size)
@@ -295,11 +291,84 @@ class PerturbationCurve:
         return self.kind == "insertion"
 
 
-def _curve(kind: str, detector, images, attributions, **kw) -> PerturbationCurve:
+def perturbation_curve(
+    detector,
+    images: np.ndarray,
+    attributions: np.ndarray,
+    *,
+    kind: str,
+    substrate: str | Substrate = "normal",
+    reference: np.ndarray | None = None,
+    steps: int = DEFAULT_STEPS,
+    patch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+) -> PerturbationCurve:
+    """Deletion or insertion curves of a set of images (Petsiuk et al. 2018, RISE).
+
+    Definition: order the ``R`` regions (pixels, or ``patch_size`` squares) by
+    decreasing attribution (MoRF; ties in raster order). Deletion: at step ``k`` the
+    first ``round(k R / steps)`` regions are replaced by the substrate; insertion: only
+    those hold the image's own pixels, the rest the substrate. Each perturbed image is
+    scored, ``s_k``, and the curve is normalised per image as
+    ``c_k = (s_k - s_sub) / (s_x - s_sub)`` (``s_x`` the intact image's score, ``s_sub``
+    the fully replaced image's), so deletion runs from 1 to 0 and insertion from 0 to 1;
+    the AUC is the trapezoidal area under ``c`` over the fraction removed / inserted.
+    Deletion: **lower = more faithful** (the anomaly evidence goes first); insertion:
+    **higher = more faithful**.
+
+    Anomaly scores are unbounded and may be negative, hence this affine normalisation
+    rather than ``s_k / s_0``; there is no clipping (a curve that rises above the intact
+    score exceeds 1). ``s_x == s_sub`` (e.g. a normal image against the normal
+    reference) is undefined: NaN with an :class:`~xeval.errors.UndefinedMetricWarning`,
+    as are constant attribution maps (no removal order).
+
+    Parameters
+    ----------
+    detector:
+        A :class:`~xeval.adapters.Detector` (only ``score`` is called).
+    images:
+        ``(B, C, H, W)`` float images.
+    attributions:
+        ``(B, H, W)`` attribution maps (higher = more relevant to the anomaly).
+    kind:
+        ``"deletion"`` or ``"insertion"``.
+    substrate:
+        ``"normal"`` (default; needs ``reference``), ``"reconstruction"``, ``"road"``,
+        ``"black"`` or ``"blur"`` (flagged), or a
+        :class:`~xeval.substrates.Substrate`.
+    reference:
+        Normal images ``(N, C, H, W)`` (their mean is used) or one ``(C, H, W)`` image,
+        for ``substrate="normal"``.
+    steps:
+        Number of equal steps from 0 to 100 % of the regions (``steps + 1`` points).
+    patch_size:
+        Side of the square regions removed together (1 = pixels).
+    batch_size:
+        Perturbed images per ``detector.score`` call.
+    seed:
+        Seed of ROAD's noise (other substrates are deterministic).
+
+    Reference: Petsiuk, Das & Saenko (2018), "RISE: Randomized Input Sampling for
+    Explanation of Black-box Models", BMVC; substrate "road": Rong et al. (2022), ICML.
+    """
+    if kind not in ("deletion", "insertion"):
+        raise InputError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
     insertion = kind == "insertion"
     metric = f"{kind} AUC"
     scores, fractions, sub = _raw_curves(
-        detector, images, attributions, ascending=False, insertion=insertion, metric=metric, **kw
+        detector,
+        images,
+        attributions,
+        substrate=substrate,
+        reference=reference,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        seed=seed,
+        ascending=False,
+        insertion=insertion,
+        metric=metric,
     )
     s_x = scores[:, -1] if insertion else scores[:, 0]
     s_sub = scores[:, 0] if insertion else scores[:, -1]
@@ -325,212 +394,36 @@ def _curve(kind: str, detector, images, attributions, **kw) -> PerturbationCurve
     )
 
 
-_CURVE_DOC_PARAMS = """
-    Parameters
-    ----------
-    detector:
-        A :class:`~xeval.adapters.Detector` (only ``score`` is called).
-    images:
-        ``(B, C, H, W)`` float images.
-    attributions:
-        ``(B, H, W)`` attribution maps (higher = more relevant to the anomaly).
-    substrate:
-        ``"normal"`` (default; needs ``reference``), ``"reconstruction"``, ``"road"``,
-        ``"black"`` or ``"blur"`` (flagged), or a
-        :class:`~xeval.metrics.substrates.Substrate`.
-    reference:
-        Normal images ``(N, C, H, W)`` (their mean is used) or one ``(C, H, W)`` image,
-        for ``substrate="normal"``.
-    steps:
-        Number of equal steps from 0 to 100 % of the regions (``steps + 1`` points).
-    patch_size:
-        Side of the square regions removed together (1 = pixels).
-    batch_size:
-        Perturbed images per ``detector.score`` call.
-    seed:
-        Seed of ROAD's noise (other substrates are deterministic).
-
-"""
+def deletion_curve(detector, images, attributions, **options) -> PerturbationCurve:
+    """Deletion curves: the score as the most relevant pixels are replaced by normal
+    content; ``options`` as :func:`perturbation_curve` (``substrate``, ``reference``,
+    ``steps``, ``patch_size``, ``batch_size``, ``seed``). **Lower AUC = more faithful.**
+    Reference: Petsiuk et al. (2018), RISE, BMVC."""
+    return perturbation_curve(detector, images, attributions, kind="deletion", **options)
 
 
-def _params_doc(fn):
-    """Insert the shared parameter section at the ``<params>`` marker of ``fn``'s doc."""
-    extra = ""
-    if fn.__name__ == "aopc":
-        extra = '    order:\n        ``"morf"`` or ``"lerf"``.\n'
-    params = _CURVE_DOC_PARAMS.replace("    substrate:", extra + "    substrate:", 1)
-    fn.__doc__ = fn.__doc__.replace("    <params>\n", params.lstrip("\n"))
-    return fn
+def insertion_curve(detector, images, attributions, **options) -> PerturbationCurve:
+    """Insertion curves: the score as the most relevant pixels are put back into the
+    substrate; ``options`` as :func:`perturbation_curve`. **Higher AUC = more
+    faithful.** Reference: Petsiuk et al. (2018), RISE, BMVC."""
+    return perturbation_curve(detector, images, attributions, kind="insertion", **options)
 
 
-@_params_doc
-def deletion_curve(
-    detector,
-    images: np.ndarray,
-    attributions: np.ndarray,
-    *,
-    substrate: str | Substrate = "normal",
-    reference: np.ndarray | None = None,
-    steps: int = DEFAULT_STEPS,
-    patch_size: int = 1,
-    batch_size: int = DEFAULT_BATCH,
-    seed: int = 0,
-) -> PerturbationCurve:
-    """Deletion curves: the score as the most relevant pixels are replaced by normal content.
-
-    Definition: order the regions by decreasing attribution (MoRF, ties in raster order);
-    at step ``k`` the first ``round(k R / steps)`` of the ``R`` regions are replaced by
-    the substrate and the image is scored, ``s_k``. The curve is normalised per image as
-    ``c_k = (s_k - s_sub) / (s_x - s_sub)`` where ``s_x = s_0`` is the intact image's
-    score and ``s_sub = s_steps`` the fully replaced image's (the substrate's) score, so
-    ``c_0 = 1`` and ``c_steps = 0``; the AUC is the trapezoidal area under ``c`` over
-    the fraction removed. **Lower = more faithful** (the anomaly evidence goes first).
-
-    Anomaly scores are unbounded and may be negative, hence this affine normalisation
-    rather than ``s_k / s_0``. There is no clipping (no hidden transforms): a curve that
-    rises above the intact score (removal creates an anomaly) exceeds 1, and an intact
-    image scoring below its substrate (``s_x < s_sub``) gives a negative denominator.
-    ``s_x == s_sub`` (e.g. a normal image against the normal reference) is undefined:
-    NaN with an :class:`~xeval.errors.UndefinedMetricWarning`.
-
-    Reference: Petsiuk, Das & Saenko (2018), "RISE: Randomized Input Sampling for
-    Explanation of Black-box Models", BMVC (deletion/insertion); substrate "road": Rong
-    et al. (2022), ICML.
-    <params>
-    Returns
-    -------
-    PerturbationCurve
-        ``kind="deletion"``; ``auc`` is :func:`deletion_auc`.
-    """
-    return _curve(
-        "deletion",
-        detector,
-        images,
-        attributions,
-        substrate=substrate,
-        reference=reference,
-        steps=steps,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        seed=seed,
-    )
+def deletion_auc(detector, images, attributions, **options) -> np.ndarray:
+    """Per-image normalised deletion AUC ``(B,)`` (see :func:`perturbation_curve`);
+    **lower = more faithful**; NaN (with a warning) for constant maps and for images
+    scoring the same as their substrate. Reference: Petsiuk et al. (2018), RISE."""
+    return deletion_curve(detector, images, attributions, **options).auc
 
 
-@_params_doc
-def insertion_curve(
-    detector,
-    images: np.ndarray,
-    attributions: np.ndarray,
-    *,
-    substrate: str | Substrate = "normal",
-    reference: np.ndarray | None = None,
-    steps: int = DEFAULT_STEPS,
-    patch_size: int = 1,
-    batch_size: int = DEFAULT_BATCH,
-    seed: int = 0,
-) -> PerturbationCurve:
-    """Insertion curves: the score as the most relevant pixels are put back into the substrate.
-
-    Definition: start from the fully replaced image (the substrate); at step ``k`` the
-    first ``round(k R / steps)`` regions in decreasing attribution order (ties in raster
-    order) hold the image's own pixels, the others the substrate. Normalised exactly
-    like :func:`deletion_curve`, ``c_k = (s_k - s_sub) / (s_x - s_sub)``, so ``c_0 = 0``
-    and ``c_steps = 1``; AUC = trapezoidal area over the fraction inserted. **Higher =
-    more faithful** (the anomaly comes back with the first pixels). No clipping; NaN
-    with a warning when ``s_x == s_sub``.
-
-    Reference: Petsiuk, Das & Saenko (2018), "RISE", BMVC.
-    <params>
-    Returns
-    -------
-    PerturbationCurve
-        ``kind="insertion"``; ``auc`` is :func:`insertion_auc`.
-    """
-    return _curve(
-        "insertion",
-        detector,
-        images,
-        attributions,
-        substrate=substrate,
-        reference=reference,
-        steps=steps,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        seed=seed,
-    )
-
-
-@_params_doc
-def deletion_auc(
-    detector,
-    images: np.ndarray,
-    attributions: np.ndarray,
-    *,
-    substrate: str | Substrate = "normal",
-    reference: np.ndarray | None = None,
-    steps: int = DEFAULT_STEPS,
-    patch_size: int = 1,
-    batch_size: int = DEFAULT_BATCH,
-    seed: int = 0,
-) -> np.ndarray:
-    """Per-image normalised deletion AUC ``(B,)``; **lower = more faithful**.
-
-    See :func:`deletion_curve` for the definition and the normalisation
-    ``(s_k - s_sub) / (s_x - s_sub)``. NaN (with a warning) for constant attribution
-    maps and for images scoring the same as their substrate.
-
-    Reference: Petsiuk et al. (2018), "RISE", BMVC.
-    <params>
-    """
-    return deletion_curve(
-        detector,
-        images,
-        attributions,
-        substrate=substrate,
-        reference=reference,
-        steps=steps,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        seed=seed,
-    ).auc
-
-
-@_params_doc
-def insertion_auc(
-    detector,
-    images: np.ndarray,
-    attributions: np.ndarray,
-    *,
-    substrate: str | Substrate = "normal",
-    reference: np.ndarray | None = None,
-    steps: int = DEFAULT_STEPS,
-    patch_size: int = 1,
-    batch_size: int = DEFAULT_BATCH,
-    seed: int = 0,
-) -> np.ndarray:
-    """Per-image normalised insertion AUC ``(B,)``; **higher = more faithful**.
-
-    See :func:`insertion_curve`. NaN (with a warning) for constant attribution maps and
-    for images scoring the same as their substrate.
-
-    Reference: Petsiuk et al. (2018), "RISE", BMVC.
-    <params>
-    """
-    return insertion_curve(
-        detector,
-        images,
-        attributions,
-        substrate=substrate,
-        reference=reference,
-        steps=steps,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        seed=seed,
-    ).auc
+def insertion_auc(detector, images, attributions, **options) -> np.ndarray:
+    """Per-image normalised insertion AUC ``(B,)`` (see :func:`perturbation_curve`);
+    **higher = more faithful**; NaN (with a warning) as :func:`deletion_auc`.
+    Reference: Petsiuk et al. (2018), RISE."""
+    return insertion_curve(detector, images, attributions, **options).auc
 
 
 # --------------------------------------------------------------------------- AOPC
-@_params_doc
 def aopc(
     detector,
     images: np.ndarray,
@@ -556,11 +449,11 @@ def aopc(
 
     Direction: MoRF **higher = more faithful** (the score falls fast when the evidence
     goes); LeRF **lower = more faithful** (removing irrelevant pixels changes little).
-    ``aopc(morf) - aopc(lerf)`` (ABPC) combines the two.
+    ``aopc(morf) - aopc(lerf)`` (ABPC) combines the two. Other parameters as
+    :func:`perturbation_curve`.
 
     Reference: Samek, Binder, Montavon, Lapuschkin & Müller (2017), "Evaluating the
     visualization of what a deep neural network has learned", IEEE TNNLS.
-    <params>
     """
     if order not in ("morf", "lerf"):
         raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
@@ -623,9 +516,9 @@ def faithfulness_correlation(
     """
     images = _check_images(images)
     attr = _check_attributions(attributions, images)
-    n_samples = _positive_int(n_samples, "n_samples", 2)
-    patch_size = _positive_int(patch_size, "patch_size")
-    batch_size = _positive_int(batch_size, "batch_size")
+    n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
+    patch_size = check_positive_int(patch_size, "patch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
     labels, rel = _regions(attr, patch_size)
@@ -769,12 +662,12 @@ def infidelity(
             "(multiply_by_inputs=False); for input-multiplied attributions use "
             "perturbation='patches' (squares replaced by the normal reference)"
         )
-    n_samples = _positive_int(n_samples, "n_samples")
-    batch_size = _positive_int(batch_size, "batch_size")
+    n_samples = check_positive_int(n_samples, "n_samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
     b, c, h, w = images.shape
     if patch_size is None:
         patch_size = max(1, min(h, w) // 4)
-    patch_size = _positive_int(patch_size, "patch_size")
+    patch_size = check_positive_int(patch_size, "patch_size")
     if patch_size > min(h, w):
         raise InputError(f"patch_size must be <= min(H, W) = {min(h, w)}, got {patch_size}")
     if not float(noise_std) > 0:

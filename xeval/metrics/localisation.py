@@ -40,12 +40,15 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 
 from xeval.errors import InputError
 from xeval.metrics._validation import paired, undefined
+from xeval.metrics.base import PerImageMetric
+from xeval.registry import METRICS
 
 #: Direction of every localisation metric (all: higher is better).
 HIGHER_IS_BETTER = {
@@ -337,17 +340,17 @@ def _topk(m, a, shape, k):
     return values
 
 
-def top_k_intersection_per_image(masks, attributions, *, k=1000) -> np.ndarray:
+def top_k_intersection_per_image(masks, attributions, *, k=0.05) -> np.ndarray:
     """Top-k intersection of each image: ``|top_k(a) ∩ GT| / k`` (Theiner et al. 2021,
     as Quantus ``TopKIntersection`` without concept influence). Higher is better.
 
     Parameters
     ----------
     k : int or float, keyword-only
-        An int: a pixel count (default 1000, Quantus's default; an image with fewer
-        pixels raises :class:`~xeval.errors.InputError`). A float in (0, 1): a fraction
-        of each image's pixels, ``k_i = ceil(k * H_i * W_i)`` -- comparable across
-        resolutions.
+        A float in (0, 1): a fraction of each image's pixels,
+        ``k_i = ceil(k * H_i * W_i)`` (default 0.05: 5% of the pixels, comparable across
+        resolutions). An int: a pixel count (Quantus' default is 1000; an image with
+        fewer pixels raises :class:`~xeval.errors.InputError`).
 
     Returns
     -------
@@ -360,7 +363,7 @@ def top_k_intersection_per_image(masks, attributions, *, k=1000) -> np.ndarray:
     return np.concatenate([_topk(m, a, shape, k) for m, a, shape in _stacks(masks, attributions)])
 
 
-def top_k_intersection(masks, attributions, *, k=1000) -> float:
+def top_k_intersection(masks, attributions, *, k=0.05) -> float:
     """Top-k intersection averaged over the images with a non-empty mask (see
     :func:`top_k_intersection_per_image`; higher is better).
 
@@ -405,13 +408,13 @@ class LocalisationMetrics:
     tolerance, ties
         Pointing-game options (:func:`pointing_game_per_image`).
     k
-        Top-k option (:func:`top_k_intersection_per_image`); default 1000 pixels.
+        Top-k option (:func:`top_k_intersection_per_image`); default 5% of the pixels.
     """
 
     names = ("pointing_game", "relevance_mass", "relevance_rank", "top_k_intersection")
     higher_is_better = HIGHER_IS_BETTER
 
-    def __init__(self, *, tolerance=0, ties="all", k=1000):
+    def __init__(self, *, tolerance=0, ties="all", k=0.05):
         self.tolerance = _check_tolerance(tolerance)
         self.ties = _check_ties(ties)
         self.k = _check_k(k)
@@ -456,3 +459,87 @@ class LocalisationMetrics:
             out["n/" + name] = int(np.count_nonzero(~np.isnan(per)))
             out[name] = _mean(name, per)
         return out
+
+
+# ------------------------------------------------------------------ registered metrics
+_EXCLUDED = "mean over anomalous images (empty masks excluded); maps at mask resolution"
+
+
+class _MaskMetric(PerImageMetric):
+    family = "localisation"
+    needs = frozenset({"masks"})
+    higher_is_better = True
+    excluded_note = _EXCLUDED
+
+
+@METRICS.register
+class PointingGame(_MaskMetric):
+    """Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation
+    backprop", IJCV): per anomalous image, a hit (1) when the maximum of the map lies
+    within ``tolerance`` pixels of the mask, else 0 (``ties="all"``: every maximal pixel
+    must lie in the mask); the mean over anomalous images. Empty masks and constant
+    maps are NaN, never hits. **Higher is better.**"""
+
+    name = "pointing_game"
+    headline = True
+
+    def __init__(
+        self,
+        *,
+        tolerance: float = 0,
+        ties: Literal["all", "any", "fraction"] = "all",
+    ) -> None:
+        self.tolerance = _check_tolerance(tolerance)
+        self.ties = _check_ties(ties)
+
+    def values(self, record, explanation):
+        return pointing_game_per_image(
+            record.targets.masks, explanation.native, tolerance=self.tolerance, ties=self.ties
+        )
+
+
+@METRICS.register
+class RelevanceMass(_MaskMetric):
+    """Relevance mass accuracy (Arras et al. 2022, "CLEVR-XAI", Information Fusion):
+    ``sum_GT a+ / sum a+`` with ``a+ = max(a, 0)`` per anomalous image, averaged; NaN for
+    an empty mask or a map without positive attribution. **Higher is better**, in
+    [0, 1]."""
+
+    name = "relevance_mass"
+    headline = True
+
+    def values(self, record, explanation):
+        return relevance_mass_per_image(record.targets.masks, explanation.native)
+
+
+@METRICS.register
+class RelevanceRank(_MaskMetric):
+    """Relevance rank accuracy (Arras et al. 2022, "CLEVR-XAI"): ``|top_K(a) ∩ GT| / |GT|``
+    with ``K = |GT|`` per anomalous image (ties at the K-th value counted fractionally),
+    averaged. **Higher is better**, in [0, 1]."""
+
+    name = "relevance_rank"
+    headline = True
+
+    def values(self, record, explanation):
+        return relevance_rank_per_image(record.targets.masks, explanation.native)
+
+
+@METRICS.register
+class TopKIntersection(_MaskMetric):
+    """Top-k intersection (Theiner et al. 2021, as Quantus ``TopKIntersection``):
+    ``|top_k(a) ∩ GT| / k`` per anomalous image, averaged; ``k`` a pixel count or a
+    fraction of the image (default 5%). **Higher is better.**"""
+
+    name = "top_k_intersection"
+
+    def __init__(self, *, k: int | float = 0.05) -> None:
+        self.k = _check_k(k)
+
+    def note(self) -> str:
+        if isinstance(self.k, int):
+            return f"{_EXCLUDED}; k = {self.k} pixels"
+        return f"{_EXCLUDED}; k = {self.k * 100:g}% of the pixels"
+
+    def values(self, record, explanation):
+        return top_k_intersection_per_image(record.targets.masks, explanation.native, k=self.k)

@@ -30,12 +30,16 @@ exact value (``error_bound/<metric>``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from xeval.errors import InputError
 from xeval.metrics import ranking
 from xeval.metrics._validation import paired, undefined
+from xeval.metrics.base import Metric, MetricValue
 from xeval.metrics.regions import positive_weights
+from xeval.registry import METRICS
 
 _CHUNK_PIXELS = 1 << 22
 
@@ -60,8 +64,10 @@ class ExactPixelState:
     pos_w: list = field(default_factory=list)
     n_regions: int = 0
     n_images: int = 0
+    _summary: ranking.RankSummary | None = field(default=None, repr=False, compare=False)
 
     def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
+        self._summary = None
         self.values.append(np.array(amap, copy=True).reshape(-1))  # sorted in place later
         self.pos.append(amap[mask])
         for m, _ in _chunks(mask, amap):
@@ -95,12 +101,16 @@ class ExactPixelState:
         return buf
 
     def summary(self) -> ranking.RankSummary:
+        """The rank summary (computed once; reused until the next update)."""
+        if self._summary is not None:
+            return self._summary
         allv = self._sorted_values()
         pos = np.concatenate(self.pos) if self.pos else np.zeros(0, allv.dtype)
         pos_w = np.concatenate(self.pos_w) if self.pos_w else np.zeros(0)
         if pos.dtype != allv.dtype:
             pos = pos.astype(allv.dtype)
-        return ranking.summarize_sorted(allv, pos, pos_w, self.n_regions)
+        self._summary = ranking.summarize_sorted(allv, pos, pos_w, self.n_regions)
+        return self._summary
 
 
 # ---------------------------------------------------------------------------- binned
@@ -422,3 +432,153 @@ def aupro(masks, maps, *, fpr_limit: float = 0.3) -> float:
     """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD definition,
     see module docstring; higher is better)."""
     return _one_shot(masks, maps, f"aupro@{float(fpr_limit):g}", fpr_limits=(fpr_limit,))
+
+
+# ------------------------------------------------------------------ registered metrics
+CURVE_POINTS = 201
+"""Points of the downsampled ROC / PRO curves kept for figures."""
+
+
+class _PixelRankingMetric(Metric):
+    """Base of the threshold-free pixel metrics: they share one :class:`PixelRanking`
+    state (scores sorted once) per ``mode``."""
+
+    family = "localisation"
+    needs = frozenset({"masks"})
+    higher_is_better = True
+
+    def __init__(self, *, mode: Literal["exact", "binned"] = "exact") -> None:
+        if mode not in ("exact", "binned"):
+            raise InputError(f"mode must be 'exact' or 'binned', got {mode!r}")
+        self.mode = mode
+
+    def shares(self):
+        return ("pixel_ranking", self.mode)
+
+    def _ranking(self) -> PixelRanking:
+        return PixelRanking(mode=self.mode)
+
+    def init(self):
+        return self._ranking().init()
+
+    def update(self, state, record, explanation):
+        return self._ranking().update(state, record.targets.masks, explanation.native)
+
+    def merge(self, a, b):
+        return a.merge(b)
+
+    def _value(self, s: ranking.RankSummary) -> float:
+        raise NotImplementedError
+
+    def _bound_key(self) -> str:
+        return self.name
+
+    def compute(self, state) -> MetricValue:
+        s = state.summary()
+        n = int(state.n_images)
+        if s.n_pos == 0 or s.n_neg == 0:
+            why = "no anomalous pixels" if s.n_pos == 0 else "no normal pixels"
+            return MetricValue(value=undefined(self.label, why), n=n)
+        note = "exact"
+        if self.mode == "binned":
+            bound = ranking.error_bounds(s, fpr_limits=self._limits()).get(self._bound_key())
+            note = f"binned, |error| <= {bound:.1e}" if bound is not None else "binned"
+        out = MetricValue(value=self._value(s), n=n, note=note)
+        self._curves(s, out)
+        return out
+
+    def _limits(self) -> tuple[float, ...]:
+        return ()
+
+    def _curves(self, s: ranking.RankSummary, out: MetricValue) -> None:
+        pass
+
+
+@METRICS.register
+class PixelAUROC(_PixelRankingMetric):
+    """Pixel AUROC: area under the ROC curve of all pixels of the set pooled (mask =
+    positive), ties counted 1/2 -- equal to ``sklearn.metrics.roc_auc_score`` on the
+    flattened pixels; maps at the masks' native resolution. **Higher is better.**
+    Reference: Bergmann et al. (2019), "MVTec AD", CVPR."""
+
+    name = "pixel_auroc"
+    headline = True
+
+    def _value(self, s):
+        return ranking.auroc(s)
+
+    def _curves(self, s, out):
+        out.curves["roc"] = _downsample(*ranking.roc_points(s), CURVE_POINTS)
+
+
+@METRICS.register
+class PixelAUPR(_PixelRankingMetric):
+    """Pixel AUPR: average precision ``sum_k (R_k - R_{k-1}) P_k`` over the distinct
+    thresholds of all pixels pooled, as ``sklearn.metrics.average_precision_score``.
+    **Higher is better.** Reference: Zhu (2004); used for pixel level in anomalib."""
+
+    name = "pixel_aupr"
+
+    def _value(self, s):
+        return ranking.average_precision(s)
+
+
+@METRICS.register
+class AUPRO(_PixelRankingMetric):
+    """AUPRO@L (MVTec AD): regions = 8-connected components of each mask; for each
+    distinct score t (positive if ``map >= t``) FPR(t) = false-positive pixels / all
+    GT-free pixels of the set and PRO(t) = mean over all regions of the set of
+    ``|region ∩ {map >= t}| / |region|``; the curve from (0, 0) to (1, 1), clipped at 1,
+    integrated by the trapezoid rule up to FPR = L (value at L interpolated) and divided
+    by L. **Higher is better.** Reference: Bergmann et al. (2021), "The MVTec Anomaly
+    Detection Dataset", IJCV."""
+
+    name = "aupro"
+    headline = True
+
+    def __init__(
+        self, *, fpr_limit: float = 0.3, mode: Literal["exact", "binned"] = "exact"
+    ) -> None:
+        super().__init__(mode=mode)
+        if isinstance(fpr_limit, bool) or not 0 < float(fpr_limit) <= 1:
+            raise InputError(f"fpr_limit must lie in (0, 1], got {fpr_limit!r}")
+        self.fpr_limit = float(fpr_limit)
+
+    @property
+    def label(self) -> str:
+        return f"aupro@{self.fpr_limit:g}"
+
+    def _bound_key(self) -> str:
+        return self.label
+
+    def _limits(self):
+        return (self.fpr_limit,)
+
+    def _value(self, s):
+        fx, fy = ranking.pro_points(s)
+        return ranking.area_to(fx, fy, self.fpr_limit)
+
+    def _curves(self, s, out):
+        out.curves["pro"] = _downsample(*ranking.pro_points(s), CURVE_POINTS)
+
+
+@METRICS.register
+class IoUOracle(_PixelRankingMetric):
+    """Oracle IoU: the largest pooled IoU ``TP / (TP + FP + FN)`` over all thresholds
+    ``map >= t``, with the threshold reaching it. The threshold is tuned on the test set
+    itself: **optimistic** by construction. **Higher is better.** Reference: the
+    "best IoU" reported in industrial anomaly localisation (e.g. Zavrtanik et al.
+    2021, DRAEM)."""
+
+    name = "iou_oracle"
+
+    def _value(self, s):
+        return ranking.best_iou(s)[0]
+
+    def compute(self, state) -> MetricValue:
+        out = super().compute(state)
+        s = state.summary()
+        if s.n_pos and s.n_neg:
+            out.threshold = ranking.best_iou(s)[1]
+        out.note = "threshold tuned on the test set (optimistic)"
+        return out

@@ -52,7 +52,7 @@ Fixes and deviations from calling Quantus directly
    **mean normal reference image's** pixels (the same substrate as xeval's
    ``substrate="normal"``; padded like the image for the patch-based metrics). Without
    ``reference`` Quantus' baseline is kept and a
-   :class:`~xeval.metrics.substrates.SubstrateWarning` says that it creates new
+   :class:`~xeval.substrates.SubstrateWarning` says that it creates new
    anomalies. An explicit ``perturb_baseline`` / ``perturb_func`` in ``metric_kwargs`` is
    respected (with the same warning). Continuity's translation is left alone.
 6. **Recomputed explanations.** Metrics that re-explain perturbed inputs or models
@@ -116,8 +116,9 @@ import torch
 from torch import nn
 
 from xeval.adapters.base import Detector
+from xeval.checks import check_images
 from xeval.errors import InputError
-from xeval.metrics.substrates import SubstrateWarning, mean_reference
+from xeval.substrates import SubstrateWarning, mean_reference
 
 __all__ = [
     "EXPLAIN_FUNC_METRICS",
@@ -521,17 +522,6 @@ def _normalise_per_sample(a: np.ndarray, *args, **kwargs) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- checks
-def _check_images(images) -> np.ndarray:
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or len(images) == 0:
-        raise InputError(
-            f"images must be a numpy array (B, C, H, W) with B >= 1, got "
-            f"{getattr(images, 'shape', type(images).__name__)}"
-        )
-    if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
-        raise InputError(f"images must be finite floats, got dtype {images.dtype}")
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
 def _check_attributions(a, images: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     b, c, h, w = images.shape
@@ -753,7 +743,7 @@ def run_quantus(
         Normal images ``(N, C, H, W)`` or their mean ``(C, H, W)``: the substrate written
         by perturbation metrics (mean normal image), and the default baseline of
         ``explain_method``. Without it, perturbation metrics keep Quantus' baseline with a
-        :class:`~xeval.metrics.substrates.SubstrateWarning`.
+        :class:`~xeval.substrates.SubstrateWarning`.
     explain_method, explain_params:
         An :func:`xeval.explainers.api.explain` method name and its parameters: used to
         compute missing ``attributions`` and as Quantus' ``explain_func`` for metrics
@@ -809,7 +799,7 @@ def run_quantus(
         raise InputError(f"normalise must be False, True or 'per_sample', got {normalise!r}")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
-    x = _check_images(images)
+    x = check_images(images)
     b = len(x)
 
     # ---- where every override goes

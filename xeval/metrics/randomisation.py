@@ -74,7 +74,10 @@ from typing import Any
 
 import numpy as np
 
+from xeval.adapters.base import find_torch_module, has_fitted_statistics, overrides
+from xeval.checks import check_images
 from xeval.errors import InputError, UndefinedMetricWarning, XevalError
+from xeval.rng import derived_seed, torch_seeded
 
 __all__ = [
     "MPRTSummary",
@@ -194,19 +197,6 @@ def _similarities(a: np.ndarray, b: np.ndarray, bad: set[int]) -> tuple[np.ndarr
 
 
 # ------------------------------------------------------------------------- helpers
-def _check_images(images) -> np.ndarray:
-    if hasattr(images, "images") and not isinstance(images, np.ndarray):
-        images = images.images
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[0] == 0:
-        raise InputError(
-            "images must be a numpy array of shape (B, C, H, W) with B >= 1, got "
-            f"{getattr(images, 'shape', type(images).__name__)}"
-        )
-    if not np.issubdtype(images.dtype, np.floating):
-        raise InputError(f"images must be floating point (float32), got dtype {images.dtype}")
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
 def _explainer(method: str | Callable, params: dict | None) -> tuple[Callable, str]:
     if callable(method):
         if params:
@@ -217,12 +207,12 @@ def _explainer(method: str | Callable, params: dict | None) -> tuple[Callable, s
             f"method must be an explanation method name or a callable (detector, images) -> "
             f"maps, got {method!r}"
         )
-    from xeval.explainers.api import explain
+    import xeval  # the public API: metrics do not reach into explainer internals
 
     p = dict(params or {})
 
     def fn(detector, images):
-        return explain(detector, images, method, **p)
+        return xeval.explain(detector, images, method, **p)
 
     return fn, method
 
@@ -242,61 +232,6 @@ def _maps(fn: Callable, detector, x: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise InputError("the explanation holds non-finite values (NaN or inf)")
     return a
-
-
-def _is_patch_features(detector) -> bool:
-    return any(c.__name__ == "PatchFeatures" for c in type(detector).__mro__) and isinstance(
-        getattr(detector, "_stats", None), dict
-    )
-
-
-def has_fitted_statistics(detector) -> bool:
-    """Whether ``detector``'s scoring depends on statistics fitted on normal features.
-
-    A detector may declare it with a boolean ``fitted_statistics`` attribute; otherwise:
-    :class:`~xeval.adapters.PatchFeatures`, anomalib models holding a memory bank or a
-    Gaussian (PaDiM, PatchCore), a ``TorchModuleDetector`` with a ``fit_fn``, and
-    detectors holding ``means_``/``precision_`` (the Mahalanobis OOD adapter).
-    """
-    declared = getattr(detector, "fitted_statistics", None)
-    if isinstance(declared, bool):
-        return declared
-    if _is_patch_features(detector):
-        return True
-    module = getattr(detector, "module", None)
-    if getattr(detector, "kind", None) == "anomalib" and module is not None:
-        if getattr(module, "gaussian", None) is not None:
-            return True
-        if getattr(module, "memory_bank", None) is not None:
-            return True
-    if getattr(detector, "fit_fn", None) is not None:
-        return True
-    return hasattr(detector, "means_") and hasattr(detector, "precision_")
-
-
-def _seed_for(seed: int, step: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1)[0])
-
-
-class _Forked:
-    """Seed torch inside the block without touching the caller's RNG state."""
-
-    def __init__(self, seed: int) -> None:
-        import torch
-
-        self.seed = seed
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        self.ctx = torch.random.fork_rng(devices=devices)
-
-    def __enter__(self):
-        import torch
-
-        self.ctx.__enter__()
-        torch.manual_seed(self.seed)
-        return self
-
-    def __exit__(self, *exc):
-        return self.ctx.__exit__(*exc)
 
 
 def _param_layers(module) -> list[tuple[str, Any]]:
@@ -335,7 +270,7 @@ def _execution_order(detector, module, candidates, x: np.ndarray) -> tuple[list,
 def _randomise(module, seed: int) -> None:
     import torch
 
-    with _Forked(seed), torch.no_grad():
+    with torch_seeded(seed), torch.no_grad():
         reset = getattr(module, "reset_parameters", None)
         if callable(reset):
             reset()
@@ -356,30 +291,6 @@ def _same(snap: dict[str, Any], module) -> bool:
 
     now = dict(module.named_parameters(recurse=False))
     return all(k in now and torch.equal(now[k].detach(), v) for k, v in snap.items())
-
-
-def _randomise_statistics(detector, seed: int) -> str | None:
-    """PatchFeatures: replace the scoring statistics by uninformative ones (None = ok)."""
-    import torch
-
-    stats = detector._stats
-    if "memory" in stats:
-        mem = stats["memory"]
-        gen = torch.Generator().manual_seed(_seed_for(seed, 1))
-        stats["memory"] = torch.randn(mem.shape, generator=gen, dtype=torch.float32).to(mem)
-        return None
-    if "mean" in stats and "precision" in stats:
-        mean, prec = stats["mean"], stats["precision"]
-        d = mean.shape[-1]
-        stats["mean"] = torch.zeros_like(mean)
-        stats["precision"] = (
-            torch.eye(d, dtype=prec.dtype, device=prec.device).expand_as(prec).clone()
-        )
-        return None
-    return (
-        "untestable: PatchFeatures holds no statistics this test knows how to randomise "
-        f"(keys {sorted(stats)}; is it fitted?)"
-    )
 
 
 def _as_batches(refit_batches) -> list:
@@ -483,7 +394,7 @@ def model_parameter_randomisation(
     """
     if on_untestable not in ("return", "raise"):
         raise InputError(f"on_untestable must be 'return' or 'raise', got {on_untestable!r}")
-    x = _check_images(images)
+    x = check_images(images)
     b = len(x)
     fn, name = _explainer(method, params)
     notes: list[str] = []
@@ -494,19 +405,18 @@ def model_parameter_randomisation(
     refit = False
     batches: list | None = None
     module = None
-    if _is_patch_features(work):
-        notes.append(
-            "PatchFeatures: the feature extractor is fixed (not learned); the learned "
-            "normal statistics are replaced by uninformative N(0, I) ones in the "
-            "standardised feature space (one step); no refit"
-        )
+    if overrides(work, "randomise"):
+        note = work.randomise_note()
+        if note:
+            notes.append(note)
         if refit_batches is not None:
-            notes.append("refit_batches ignored: PatchFeatures' statistics are randomised")
-        steps.append((STATISTICS, lambda: _randomise_statistics(work, seed)))
+            notes.append(
+                f"refit_batches ignored: {type(work).__name__} randomises what it learned "
+                "itself (Detector.randomise)"
+            )
+        steps.append((STATISTICS, lambda: work.randomise(seed)))
     else:
-        from xeval.explainers.attribution import find_module
-
-        module = find_module(work)
+        module = find_torch_module(work)
         if module is None:
             return _untestable(
                 "the detector exposes no torch module (a black box): its parameters "
@@ -548,13 +458,10 @@ def model_parameter_randomisation(
                 )
             batches = _as_batches(refit_batches)
             refit = True
-            if getattr(work, "fit_mode", None) == "auto":  # anomalib: always refit the copy
-                work.fit_mode = "memory_bank"
-                notes.append("anomalib: fit='memory_bank' on the copy (refit every step)")
         for j, (lname, mod) in enumerate(ordered, start=1):
 
             def step(_m=mod, _j=j) -> str | None:
-                _randomise(_m, _seed_for(seed, _j))
+                _randomise(_m, derived_seed(seed, _j))
                 return None
 
             steps.append((lname, step))
@@ -566,10 +473,8 @@ def model_parameter_randomisation(
     snaps: dict[str, dict] = {}
 
     def do_refit(step_name: str) -> str | None:
-        work.fit(batches)
-        from xeval.explainers.attribution import find_module
-
-        if find_module(work) is not module:
+        work.refit(batches)
+        if find_torch_module(work) is not module:
             return (
                 f"untestable: fit() replaced the detector's torch module (after step "
                 f"{step_name!r}): it trains the model rather than fitting statistics"

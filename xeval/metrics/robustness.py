@@ -34,8 +34,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from xeval.checks import check_images as _check_images
+from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
-from xeval.metrics._validation import check_images as _check_images
 
 __all__ = [
     "avg_sensitivity",
@@ -51,12 +52,6 @@ NORMS = ("fro", "inf", "l1")
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _check_radius(radius) -> float:
@@ -143,9 +138,9 @@ def _sample_distances(
         raise InputError(f"explain_fn must be callable images -> maps, got {explain_fn!r}")
     x = _check_images(images)
     radius = _check_radius(radius)
-    k = _positive_int(n_samples, "n_samples")
+    k = check_positive_int(n_samples, "n_samples")
     norm = _check_norm(norm)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     b = len(x)
     phi0 = np.concatenate(
         [_call_explain(explain_fn, x[i : i + batch_size]) for i in range(0, b, batch_size)]

@@ -21,7 +21,9 @@ import numpy as np
 
 from xeval.errors import InputError
 from xeval.metrics._validation import as_image_list, check_map, paired, undefined
+from xeval.metrics.base import Metric, MetricValue
 from xeval.metrics.regions import label_regions
+from xeval.registry import METRICS
 
 
 @dataclass
@@ -154,3 +156,135 @@ def normal_threshold(maps, *, quantile: float = 0.99) -> float:
         [check_map(np.asarray(a), f"maps[{i}]").ravel() for i, a in enumerate(arrs)]
     )
     return float(np.quantile(flat, quantile))
+
+
+# ------------------------------------------------------------------ registered metrics
+@dataclass
+class CalibratedState:
+    """A :class:`ThresholdState` at the threshold calibrated for the explainer, with the
+    ids of the images in update order."""
+
+    threshold: float | None = None
+    ids: list = field(default_factory=list)
+    inner: ThresholdState = field(default_factory=ThresholdState)
+
+    def merge(self, o: CalibratedState) -> CalibratedState:
+        if None not in (self.threshold, o.threshold) and self.threshold != o.threshold:
+            raise InputError(
+                f"cannot merge threshold states at different thresholds ({self.threshold} "
+                f"and {o.threshold}): shards of one unit share one calibration"
+            )
+        t = self.threshold if self.threshold is not None else o.threshold
+        return CalibratedState(t, self.ids + o.ids, self.inner.merge(o.inner))
+
+
+class _AtThreshold(Metric):
+    """Base of the metrics at a threshold chosen on **normal validation** data: the
+    ``quantile`` of the pixel scores of the explainer's maps on normal images held out
+    from training (about ``1 - quantile`` of normal pixels flagged)."""
+
+    family = "localisation"
+    needs = frozenset({"masks", "threshold"})
+    higher_is_better = True
+    key: str = ""
+
+    def __init__(self, *, quantile: float = 0.99) -> None:
+        if isinstance(quantile, bool) or not 0.0 < float(quantile) <= 1.0:
+            raise InputError(f"quantile must lie in (0, 1], got {quantile!r}")
+        self.quantile = float(quantile)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@t"
+
+    def calibrations(self) -> list[tuple]:
+        return [("normal_quantile", self.quantile)]
+
+    def shares(self):
+        return ("threshold", self.quantile)
+
+    def init(self) -> CalibratedState:
+        return CalibratedState()
+
+    def update(self, state: CalibratedState, record, explanation) -> CalibratedState:
+        t = float(explanation.calibration[("normal_quantile", self.quantile)])
+        if state.threshold is None:
+            state.threshold = t
+        elif state.threshold != t:
+            raise InputError(
+                f"{self.label}: threshold changed between updates ({state.threshold} -> {t})"
+            )
+        ThresholdMetrics(threshold=t).update(
+            state.inner, record.targets.masks, explanation.native
+        )
+        state.ids.extend(record.ids)
+        return state
+
+    def merge(self, a: CalibratedState, b: CalibratedState) -> CalibratedState:
+        return a.merge(b)
+
+    def _note(self) -> str:
+        return f"threshold = {self.quantile:g} quantile of normal validation pixels"
+
+    def compute(self, state: CalibratedState) -> MetricValue:
+        t = math.nan if state.threshold is None else state.threshold
+        if state.threshold is None:
+            return MetricValue(value=undefined(self.label, "no images"), threshold=t)
+        res = ThresholdMetrics(threshold=t).compute(state.inner)
+        return MetricValue(value=res[self.key], n=len(state.ids), threshold=t, note=self._note())
+
+
+@METRICS.register
+class IoUAtThreshold(_AtThreshold):
+    """IoU@t (pooled): ``TP / (TP + FP + FN)`` over all pixels of the set, a pixel being
+    predicted anomalous when ``map >= t``; t calibrated on normal validation pixels.
+    **Higher is better.** Reference: Jaccard index, as used for anomaly segmentation in
+    Bergmann et al. (2019), MVTec AD."""
+
+    name = "iou"
+    key = "iou@t"
+    headline = True
+
+
+@METRICS.register
+class DiceAtThreshold(_AtThreshold):
+    """Dice@t (pooled): ``2 TP / (2 TP + FP + FN)`` over all pixels of the set at the
+    calibrated threshold ``map >= t``. **Higher is better.** Reference: Dice (1945),
+    "Measures of the amount of ecologic association between species"."""
+
+    name = "dice"
+    key = "dice@t"
+
+
+@METRICS.register
+class PROAtThreshold(_AtThreshold):
+    """PRO@t: mean over all ground-truth regions of the set (8-connected components of
+    the masks) of ``|region ∩ {map >= t}| / |region|`` at the calibrated threshold.
+    **Higher is better.** Reference: Bergmann et al. (2020), "Uninformed Students",
+    CVPR (per-region overlap)."""
+
+    name = "pro"
+    key = "pro@t"
+
+
+@METRICS.register
+class IoUPerImageAtThreshold(_AtThreshold):
+    """Per-image IoU@t: ``|P ∩ G| / |P ∪ G|`` on each anomalous image (``P = {map >= t}``
+    at the calibrated threshold, ``G`` its mask), averaged over anomalous images; NaN
+    for images with an empty mask (excluded, never counted). **Higher is better.**
+    Reference: per-image IoU as in Zavrtanik et al. (2021), DRAEM."""
+
+    name = "iou_per_image"
+    per_image = True
+    key = "iou_per_image@t"
+
+    def _note(self) -> str:
+        return super()._note() + "; mean over anomalous images"
+
+    def compute(self, state: CalibratedState) -> MetricValue:
+        out = super().compute(state)
+        per = np.asarray(state.inner.iou_per_image, dtype=float)
+        out.per_image = per
+        out.ids = list(state.ids)
+        out.n = int(np.count_nonzero(~np.isnan(per)))
+        return out

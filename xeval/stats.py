@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals over images (percentile method, seeded)."""
+"""Statistics over images: percentile bootstrap confidence intervals (seeded)."""
 
 from __future__ import annotations
 
