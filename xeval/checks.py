@@ -31,8 +31,7 @@ def check_images(images: object, *, name: str = "images") -> np.ndarray:
         )
     if images.ndim != 4 or images.shape[0] == 0:
         raise InputError(
-            f"{name} must have shape (B, C, H, W) (rank 4) with B >= 1, got shape "
-            f"{images.shape}"
+            f"{name} must have shape (B, C, H, W) (rank 4) with B >= 1, got shape {images.shape}"
         )
     if not np.issubdtype(images.dtype, np.floating):
         raise InputError(

@@ -25,3 +25,8 @@ class ConfigError(InputError):
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the given input (e.g. one class only) and is NaN."""
+
+
+class XevalDeprecationWarning(FutureWarning):
+    """A configuration key or form that still works but will be removed; the message
+    says what to write instead. (A FutureWarning, so that command-line users see it.)"""

@@ -81,8 +81,7 @@ class Inputs:
             )
         if self.clips is not None and (self.clips.ndim != 5 or self.clips.shape[0] != b):
             raise InputError(
-                f"Inputs.clips must have shape (B, T, C, H, W) with B={b}, got "
-                f"{self.clips.shape}"
+                f"Inputs.clips must have shape (B, T, C, H, W) with B={b}, got {self.clips.shape}"
             )
         for name in ("native_sizes", "video_ids", "frame_index", "train_index"):
             v = getattr(self, name)
@@ -152,9 +151,7 @@ class Record:
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.targets):
-            raise InputError(
-                f"Record: {len(self.inputs)} inputs but {len(self.targets)} targets"
-            )
+            raise InputError(f"Record: {len(self.inputs)} inputs but {len(self.targets)} targets")
 
     def __len__(self) -> int:
         return len(self.inputs)

@@ -39,13 +39,17 @@ class Registry(Generic[T]):
     Parameters
     ----------
     kind:
-        What it holds (``"metric"``, ``"explainer"``...), used in messages.
+        What it holds (``"metric"``, ``"explainer"``...); entry points come from the
+        group ``xeval.<kind>s``.
+    what:
+        How messages call an entry (default ``kind``; e.g. ``"detector kind"``).
     modules:
         Modules whose import registers the built-in entries (imported on first lookup).
     """
 
-    def __init__(self, kind: str, *, modules: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, *, modules: Iterable[str] = (), what: str | None = None) -> None:
         self.kind = kind
+        self.what = what or kind
         self._modules = tuple(modules)
         self._entries: dict[str, T] = {}
         self._loaded = False
@@ -71,9 +75,9 @@ class Registry(Generic[T]):
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
         for mod in self._modules:
             importlib.import_module(mod)
+        self._loaded = True
         try:
             from importlib.metadata import entry_points
 
@@ -104,10 +108,13 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or name not in self._entries:
             prefix = f"{where}: " if where else ""
             raise ConfigError(
-                f"{prefix}unknown {self.kind} {name!r}; known {self.kind}s: "
+                f"{prefix}unknown {self.what} {name!r}; known {self.what}s: "
                 f"{', '.join(sorted(self._entries))}"
             )
         return self._entries[name]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     # ---------------------------------------------------------------------- options
     def check_options(self, name: str, options: Mapping, *, where: str = "") -> dict:
@@ -261,6 +268,7 @@ EXPLAINERS: Registry = Registry(
 
 DETECTORS: Registry = Registry(
     "detector",
+    what="detector kind",
     modules=(
         "xeval.adapters.autoencoder",
         "xeval.adapters.patch_features",
@@ -272,6 +280,7 @@ DETECTORS: Registry = Registry(
 
 DATASETS: Registry = Registry(
     "dataset",
+    what="dataset format",
     modules=("xeval.data.textures", "xeval.data.mvtec", "xeval.data.folder", "xeval.data.loco"),
 )
 """Registered dataset formats: functions ``(*, seed, **options) -> {category: split}``."""

@@ -180,6 +180,7 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     s = (0, 0, sigma, sigma)
     return ndimage.gaussian_filter(images, sigma=s, mode="reflect").astype(np.float32)
 
+
 # --------------------------------------------------------------------------- classes
 class BoundSubstrate(ABC):
     """A removal substrate prepared for one set of images."""

@@ -139,17 +139,13 @@ def test_bad_fit_batches(train_images):
         det.fit([])
 
 
-def test_fit_accepts_batch_objects(train_images, test_images):
-    from xeval.batch import Batch
+def test_fit_accepts_input_objects(train_images, test_images):
+    from xeval.record import Inputs
 
-    batch = Batch(
-        ids=[str(i) for i in range(len(train_images))],
-        category="stripes",
-        images=train_images,
-        labels=np.zeros(len(train_images), int),
-        masks=None,
+    inputs = Inputs(
+        ids=[str(i) for i in range(len(train_images))], category="stripes", images=train_images
     )
-    a = FACTORIES["pf"]().fit([batch])
+    a = FACTORIES["pf"]().fit([inputs])
     b = FACTORIES["pf"]().fit([train_images])
     np.testing.assert_array_equal(a.anomaly_map(test_images), b.anomaly_map(test_images))
 

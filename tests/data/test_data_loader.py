@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xeval.batch import Sample
 from xeval.data import iter_batches, load_masks, load_mvtec, resize_image, write_tiny_mvtec
+from xeval.data.sample import Sample
 from xeval.errors import DatasetError, InputError
 
 
@@ -20,24 +20,27 @@ def test_batches_shapes_and_dtypes(split):
     batches = list(iter_batches(split.test, batch_size=4, image_size=(16, 20)))
     assert [len(b) for b in batches] == [4, 2]
     b = batches[0]
-    assert b.images.shape == (4, 3, 16, 20) and b.images.dtype == np.float32
-    assert 0.0 <= b.images.min() and b.images.max() <= 1.0
-    assert b.labels.dtype == np.int64
-    assert b.category == "a"
-    assert b.native_sizes == [(24, 40)] * 4
-    for m, lab in zip(b.masks, b.labels, strict=True):
+    x, t = b.inputs, b.targets  # what explainers may see | what only metrics see
+    assert x.images.shape == (4, 3, 16, 20) and x.images.dtype == np.float32
+    assert 0.0 <= x.images.min() and x.images.max() <= 1.0
+    assert t.labels.dtype == np.int64
+    assert b.category == x.category == "a"
+    assert x.native_sizes == [(24, 40)] * 4
+    assert not hasattr(x, "masks") and not hasattr(x, "labels")
+    for m, lab in zip(t.masks, t.labels, strict=True):
         assert m.dtype == bool and m.shape == (24, 40)
         assert m.any() == bool(lab)
-    assert [i for x in batches for i in x.ids] == [s.id for s in split.test]
-    assert [d for x in batches for d in x.defects] == [s.defect for s in split.test]
+    assert t.regions is None and x.video_ids is None
+    assert [i for r in batches for i in r.ids] == [s.id for s in split.test]
+    assert [d for r in batches for d in r.targets.defects] == [s.defect for s in split.test]
 
 
 def test_without_masks_threads_and_native_size(split):
     (b,) = iter_batches(
         split.train, batch_size=8, image_size=(24, 40), with_masks=False, num_workers=2
     )
-    assert b.masks is None and b.images.shape == (4, 3, 24, 40)
-    assert np.all(b.labels == 0)
+    assert b.targets.masks is None and b.inputs.images.shape == (4, 3, 24, 40)
+    assert np.all(b.targets.labels == 0)
 
 
 def test_load_masks(split):
@@ -61,7 +64,7 @@ def test_loader_errors(split):
     with pytest.raises(DatasetError, match="no mask"):
         next(iter_batches([orphan], batch_size=1, image_size=(8, 8)))
     (b,) = iter_batches([orphan], batch_size=1, image_size=(8, 8), with_masks=False)
-    assert b.labels.tolist() == [1]
+    assert b.targets.labels.tolist() == [1]
     other = Sample("z/x", "z", "test", 0, "good", s.image_path)
     with pytest.raises(InputError, match="several categories"):
         next(iter_batches([s, other], batch_size=2, image_size=(8, 8)))

@@ -14,12 +14,7 @@ from xeval.reports import read_results_csv
 TINY = {
     "name": "tiny",
     "seed": 0,
-    "dataset": {
-        "format": "textures",
-        "quick": True,
-        "image_size": [32, 32],
-        "categories": ["brick"],
-    },
+    "dataset": {"format": "textures", "quick": True, "categories": ["brick"]},
     "detectors": [
         {
             "recipe": "conv_autoencoder",
@@ -28,12 +23,20 @@ TINY = {
         }
     ],
     "explainers": ["native"],
-    "metrics": {
-        "bootstrap": 50,
-        "faithfulness": {"steps": 4, "max_images": 2},
-        "robustness": {"n_samples": 2, "max_images": 2},
-        "sanity": {"max_images": 2},
-    },
+    "metrics": [
+        "image_auroc",
+        "pixel_auroc",
+        {"name": "aupro", "fpr_limit": 0.3},
+        "iou_per_image",
+        "relevance_mass",
+        "pointing_game",
+        {"name": "deletion_auc", "steps": 4, "max_images": 2},
+        {"name": "insertion_auc", "steps": 4, "max_images": 2},
+        {"name": "max_sensitivity", "n_samples": 2, "max_images": 2},
+        {"name": "mprt_spearman", "max_images": 2},
+        "gini_sparseness",
+    ],
+    "evaluation": {"bootstrap": 50},
     "report": {"figures": False, "gallery": False},
 }
 
@@ -52,9 +55,12 @@ def test_run_writes_results_and_resumes(tiny_config, tmp_path, capsys):
     df = read_results_csv(out / "results.csv")
     assert set(df["explainer"]) == {"native", "saliency", "random"}
     assert {"brick", "mean"} <= set(df["category"])
-    row = df[(df.explainer == "native") & (df.metric == "aupro@0.3") & (df.category == "brick")]
+    row = df[(df.explainer == "native") & (df.label == "aupro@0.3") & (df.category == "brick")]
     assert 0 <= float(row["value"].iloc[0]) <= 1
-    sal = df[(df.explainer == "saliency") & (df.category == "brick")].set_index("metric")
+    assert json.loads(row["params"].iloc[0]) == {"fpr_limit": 0.3, "mode": "exact"}
+    assert row["family"].iloc[0] == "localisation" and not row["control"].iloc[0]
+    assert df.loc[df.explainer == "random", "control"].all()
+    sal = df[(df.explainer == "saliency") & (df.category == "brick")].set_index("label")
     for m in (
         "relevance_mass",
         "pointing_game",
@@ -62,7 +68,7 @@ def test_run_writes_results_and_resumes(tiny_config, tmp_path, capsys):
         "insertion_auc",
         "max_sensitivity",
         "mprt_spearman",
-        "gini",
+        "gini_sparseness",
     ):
         assert m in sal.index, m
     assert (out / "verdicts.csv").exists() and (out / "ranks.csv").exists()
@@ -92,12 +98,10 @@ def test_same_seed_same_numbers_fresh_run(tiny_config, tmp_path):
 
 def test_bad_config_exit_code_and_message(tmp_path, capsys):
     p = tmp_path / "bad.yaml"
-    p.write_text(yaml.safe_dump({**TINY, "metrics": {"mode": "fast"}}))
+    p.write_text(yaml.safe_dump({**TINY, "metrics": [{"name": "aupro", "mode": "fast"}]}))
+    assert main(["run", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics[0] 'aupro'" in err and "option 'mode'" in err and "'fast'" in err
+    p.write_text(yaml.safe_dump({**TINY, "metrics": {"mode": "fast"}}))  # the 0.1 form
     assert main(["run", str(p)]) == 2
     assert "metrics.mode must be" in capsys.readouterr().err
-
-
-def test_demo_quick(tmp_path, monkeypatch):
-    monkeypatch.setenv("XEVAL_CACHE", str(tmp_path / "cache"))
-    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
-    assert (tmp_path / "demo" / "figures" / "gallery.png").exists()

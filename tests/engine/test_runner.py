@@ -9,7 +9,8 @@ import pytest
 from xeval import metrics as M
 from xeval.adapters.base import Detector
 from xeval.data import iter_batches, load_masks, load_mvtec, write_tiny_mvtec
-from xeval.engine.runner import evaluate_detector, holdout
+from xeval.engine import evaluate_unit
+from xeval.engine.load import holdout
 from xeval.errors import InputError
 from xeval.explainers.base import Explainer
 from xeval.protocols import parse_config
@@ -35,6 +36,7 @@ class MeanDiff(Detector):
 class Native(Explainer):
     name = "native"
     requires = frozenset({"map"})
+    image_score = "detector"
 
     def explain(self, detector, batch, *, maps=None):
         return maps
@@ -65,37 +67,43 @@ def split(tmp_path):
 
 
 def _cfg(**metrics):
-    return parse_config(
-        {
-            "name": "t",
-            "dataset": {"format": "textures"},
-            "detectors": [{"kind": "x"}],
-            "explainers": ["native"],
-            "metrics": {"bootstrap": 50, **metrics},
-            "batch_size": 4,
-        }
-    )
+    """A config in the 0.1 form (a mapping of metric families), as older users wrote."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return parse_config(
+            {
+                "name": "t",
+                "dataset": {"format": "textures"},
+                "detectors": [{"kind": "patch_features"}],
+                "explainers": ["native"],
+                "metrics": {"bootstrap": 50, **metrics},
+                "batch_size": 4,
+            }
+        )
 
 
 def _rows(unit):
-    return {(r["explainer"], r["metric"]): r for r in unit["rows"]}
+    return {(r["explainer"], r["label"]): r for r in unit["rows"]}
 
 
 def test_numbers_equal_direct_metric_calls(split):
     cfg = _cfg()
-    unit = evaluate_detector(MeanDiff(), [Native(), Flat()], split, cfg)
+    unit = evaluate_unit(MeanDiff(), [Native(), Flat()], split, cfg)
     rows = _rows(unit)
     # recompute independently
     fit, val = holdout(split.train, fraction=0.2, seed=0)
     det = MeanDiff().fit(
-        b.images for b in iter_batches(fit, batch_size=8, image_size=(16, 16), with_masks=False)
+        b.inputs.images
+        for b in iter_batches(fit, batch_size=8, image_size=(16, 16), with_masks=False)
     )
     masks = load_masks(split.test)
     maps, scores = [], []
     for b in iter_batches(split.test, batch_size=3, image_size=(16, 16)):
-        s, mm = det.predict(b.images)
+        s, mm = det.predict(b.inputs.images)
         scores += s.tolist()
-        maps += [M.resize_to(m, sz) for m, sz in zip(mm, b.native_sizes, strict=True)]
+        maps += [M.resize_to(m, sz) for m, sz in zip(mm, b.inputs.native_sizes, strict=True)]
     labels = [s.label for s in split.test]
     assert rows["native", "pixel_auroc"]["value"] == pytest.approx(M.pixel_auroc(masks, maps))
     assert rows["native", "aupro@0.3"]["value"] == pytest.approx(M.aupro(masks, maps))
@@ -104,7 +112,7 @@ def test_numbers_equal_direct_metric_calls(split):
     for b in iter_batches(val, batch_size=8, image_size=(16, 16), with_masks=False):
         vmaps += [
             M.resize_to(m, sz)
-            for m, sz in zip(det.predict(b.images)[1], b.native_sizes, strict=True)
+            for m, sz in zip(det.predict(b.inputs.images)[1], b.inputs.native_sizes, strict=True)
         ]
     t = M.normal_threshold(vmaps, quantile=0.99)
     assert rows["native", "iou@t"]["threshold"] == pytest.approx(t)
@@ -117,14 +125,14 @@ def test_numbers_equal_direct_metric_calls(split):
 
 
 def test_binned_mode_reports_bound(split):
-    unit = evaluate_detector(MeanDiff(), [Native()], split, _cfg(mode="binned"))
+    unit = evaluate_unit(MeanDiff(), [Native()], split, _cfg(mode="binned"))
     note = _rows(unit)["native", "pixel_auroc"]["note"]
     assert note.startswith("binned, |error| <=")
 
 
 def test_impossible_pairing_lists_what_works(split):
-    with pytest.raises(InputError, match=r"needs \['gradients'\].*work with it: \['native'\]"):
-        evaluate_detector(MeanDiff(), [Native(), NeedsGradients()], split, _cfg())
+    with pytest.raises(InputError, match=r"'grad'.*needs \['gradients'\].*work with this"):
+        evaluate_unit(MeanDiff(), [Native(), NeedsGradients()], split, _cfg())
 
 
 class BadShape(MeanDiff):
@@ -149,7 +157,7 @@ class NaNMap(MeanDiff):
 )
 def test_bad_detector_output_names_the_detector(split, det, match):
     with pytest.raises(InputError, match=f"detector '{det.name}'.*{match}"):
-        evaluate_detector(det, [Native()], split, _cfg())
+        evaluate_unit(det, [Native()], split, _cfg())
 
 
 class Counting(Explainer):
@@ -166,10 +174,10 @@ class Counting(Explainer):
 def test_explanation_cache_is_reused(split, tmp_path):
     cfg = _cfg()
     Counting.calls = 0
-    a = evaluate_detector(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
+    a = evaluate_unit(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
     first = Counting.calls
     assert first > 0
-    b = evaluate_detector(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
+    b = evaluate_unit(MeanDiff(), [Native(), Counting()], split, cfg, cache_dir=tmp_path)
     assert Counting.calls == first  # everything came from the cache
     ra, rb = _rows(a), _rows(b)
     assert ra["counting", "aupro@0.3"]["value"] == rb["counting", "aupro@0.3"]["value"]
@@ -225,15 +233,21 @@ def test_verdicts_and_ranks():
 
 
 class Oracle(Explainer):
-    """The true defect mask as the explanation (an upper bound for localisation)."""
+    """The true defect mask as the explanation (an upper bound for localisation). The
+    engine never hands explainers the ground truth, so the test gives it the masks."""
 
     name = "oracle"
 
-    def explain(self, detector, batch, *, maps=None):
-        b, _, h, w = batch.images.shape
-        if batch.masks is None:  # normal validation images: nothing to point at
-            return np.zeros((b, h, w), np.float32)
-        return np.stack([M.resize_to(m.astype(np.float32), (h, w)) for m in batch.masks])
+    def __init__(self, masks_by_id):
+        self.masks_by_id = masks_by_id
+
+    def explain(self, detector, inputs, *, maps=None):
+        b, _, h, w = inputs.images.shape
+        out = np.zeros((b, h, w), np.float32)  # normal (validation) images: nothing
+        for i, sid in enumerate(inputs.ids):
+            if sid in self.masks_by_id:
+                out[i] = M.resize_to(self.masks_by_id[sid].astype(np.float32), (h, w))
+        return out
 
 
 class CentreCtl(Flat):
@@ -264,7 +278,8 @@ def test_oracle_beats_every_control(tmp_path):
     )
     sp = load_mvtec(root, "a")
     cfg = _cfg(faithfulness={"steps": 6, "max_images": 16})
-    unit = evaluate_detector(MeanDiff(), [Oracle(), RandomCtl(), CentreCtl()], sp, cfg)
+    masks = dict(zip([s.id for s in sp.test], load_masks(sp.test), strict=True))
+    unit = evaluate_unit(MeanDiff(), [Oracle(masks), RandomCtl(), CentreCtl()], sp, cfg)
     rows = _rows(unit)
     for ctl in ("random", "centre"):
         assert rows["oracle", "aupro@0.3"]["value"] > rows[ctl, "aupro@0.3"]["value"]

@@ -11,8 +11,9 @@ from captum import attr as ca
 
 from xeval.explainers import attribution as A
 from xeval.explainers.api import explain
-from xeval.explainers.attribution import ScoreModule, seeded_rng
+from xeval.explainers.attribution import ScoreModule
 from xeval.explainers.reduce import reduce_channels
+from xeval.rng import torch_seeded
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already"),
@@ -62,7 +63,7 @@ def test_integrated_gradients(ibs):
 def test_gradient_shap_single_call_same_seed():
     ours = explain(DET, X, "gradient_shap", reference=REF, n_samples=6, n_baselines=6,
                    stdevs=0.05, internal_batch_size=None, seed=3)  # fmt: skip
-    with seeded_rng(3):
+    with torch_seeded(3, numpy_global=True):
         theirs = ca.GradientShap(F).attribute(
             _x(), baselines=torch.from_numpy(REF), n_samples=6, stdevs=0.05
         )
@@ -75,7 +76,7 @@ def test_gradient_shap_chunked_is_weighted_mean_of_captum_calls():
     ours = e.attribute(DET, X)
     gs = ca.GradientShap(F)
     parts = []
-    with seeded_rng(1):
+    with torch_seeded(1, numpy_global=True):
         for i in range(4):
             xc = _x()[i : i + 1]
             a = gs.attribute(xc, baselines=torch.from_numpy(REF), n_samples=8) * 8
@@ -104,7 +105,7 @@ def test_deeplift_shap(ibs):
 def test_smoothgrad_same_seed():
     ours = explain(DET, X, "smoothgrad", nt_samples=5, stdevs=0.1, nt_samples_batch_size=2,
                    seed=7)  # fmt: skip
-    with seeded_rng(7):
+    with torch_seeded(7, numpy_global=True):
         theirs = ca.NoiseTunnel(ca.Saliency(F)).attribute(
             _x(), nt_type="smoothgrad", nt_samples=5, nt_samples_batch_size=2, stdevs=0.1,
             abs=False,
@@ -116,7 +117,7 @@ def test_smoothgrad_over_integrated_gradients():
     ours = explain(DET, X, "smoothgrad", base="integrated_gradients",
                    base_params={"n_steps": 8}, reference=REF, nt_samples=3, stdevs=0.1,
                    seed=2, nt_type="vargrad")  # fmt: skip
-    with seeded_rng(2):
+    with torch_seeded(2, numpy_global=True):
         theirs = ca.NoiseTunnel(ca.IntegratedGradients(F)).attribute(
             _x(), nt_type="vargrad", nt_samples=3, nt_samples_batch_size=16, stdevs=0.1,
             baselines=_b(), n_steps=8, internal_batch_size=64,
@@ -152,7 +153,7 @@ def test_kernel_shap_same_seed():
     e = A.KernelShap(reference=REF, segments="grid", window=8, n_samples=30, seed=4)
     masks = torch.from_numpy(e._fa.feature_mask(X))
     ks = ca.KernelShap(F)
-    with seeded_rng(4):
+    with torch_seeded(4, numpy_global=True):
         theirs = torch.cat([
             ks.attribute(_x()[i : i + 1], baselines=_b()[i : i + 1],
                          feature_mask=masks[i : i + 1], n_samples=30)

@@ -11,13 +11,13 @@ import torch
 from _attr_toys import LinearDetector, TinyAEDetector, images, region_weights
 from captum import attr as ca
 
-from xeval.batch import Batch
 from xeval.errors import InputError
 from xeval.explainers import attribution as A
 from xeval.explainers.api import explain, method_names
 from xeval.explainers.cache import CachedExplainer, cache_key
 from xeval.explainers.label_free import LabelFree
 from xeval.explainers.reduce import normalize_per_sample, reduce_channels
+from xeval.record import Inputs
 from xeval.substrates import (
     Black,
     Blur,
@@ -158,8 +158,7 @@ def test_label_free_equals_captum_on_inner_product():
 
 # -------------------------------------------------------------------------------- cache
 def _batch(x, ids):
-    return Batch(ids=ids, category="c", images=x, labels=np.zeros(len(ids), np.int64),
-                 masks=None)  # fmt: skip
+    return Inputs(ids=ids, category="c", images=x)
 
 
 def test_cache_roundtrip(tmp_path, monkeypatch):

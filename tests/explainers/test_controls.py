@@ -7,21 +7,15 @@ import zlib
 import numpy as np
 import pytest
 
-from xeval.batch import Batch
 from xeval.explainers import CentrePrior, NativeMap, RandomMap, SobelEdges
+from xeval.record import Inputs
 
 
 def make_batch(ids: list[str], images: np.ndarray | None = None, *, h: int = 16, w: int = 20):
     if images is None:
         rng = np.random.default_rng(0)
         images = rng.random((len(ids), 3, h, w), dtype=np.float32)
-    return Batch(
-        ids=list(ids),
-        category="c",
-        images=images,
-        labels=np.zeros(len(ids), int),
-        masks=None,
-    )
+    return Inputs(ids=list(ids), category="c", images=images)
 
 
 def test_random_map_shape_dtype_range():

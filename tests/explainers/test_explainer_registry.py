@@ -38,7 +38,7 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_bad_params_and_specs():
-    with pytest.raises(ConfigError, match=r"\['colour'\].*'random'"):
+    with pytest.raises(ConfigError, match=r"'random'.*\['colour'\].*valid options: \['seed'\]"):
         build_explainer({"name": "random", "colour": 1})
     with pytest.raises(ConfigError, match="'name'"):
         build_explainer({"seed": 1})

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from xeval.adapters.base import Detector
-from xeval.batch import Batch
 from xeval.errors import InputError
 from xeval.explainers import NativeMap
+from xeval.record import Inputs
 
 
 class Toy(Detector):
@@ -24,15 +24,9 @@ class Toy(Detector):
         return maps.reshape(len(maps), -1).max(1), maps.astype(np.float32)
 
 
-def batch(n: int = 2) -> Batch:
+def batch(n: int = 2) -> Inputs:
     images = np.random.default_rng(0).random((n, 3, 8, 8), dtype=np.float32)
-    return Batch(
-        ids=[str(i) for i in range(n)],
-        category="c",
-        images=images,
-        labels=np.zeros(n, int),
-        masks=None,
-    )
+    return Inputs(ids=[str(i) for i in range(n)], category="c", images=images)
 
 
 def test_native_uses_given_maps_without_calling_the_detector():
@@ -51,7 +45,7 @@ def test_native_calls_anomaly_map_when_maps_missing():
 
 
 def test_native_checks_map_shape():
-    with pytest.raises(InputError, match=r"maps.*B=2.*\(3, 4, 4\)"):
+    with pytest.raises(InputError, match=r"'toy'.*maps of shape \(3, 4, 4\) for 2 images"):
         NativeMap().explain(Toy(), batch(), maps=np.zeros((3, 4, 4)))
 
 

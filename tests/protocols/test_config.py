@@ -29,7 +29,7 @@ def test_shipped_protocols_parse(path):
 def test_protocol_by_name_and_recipe_merge():
     cfg = load_config("demo_quick")
     ae = cfg.detectors[0]
-    assert ae["kind"] == "conv_autoencoder" and ae["params"]["epochs"] == 2
+    assert ae.kind == "conv_autoencoder" and ae.params["epochs"] == 2
 
 
 def test_hash_changes_with_content_only():
@@ -53,7 +53,15 @@ def test_hash_changes_with_content_only():
         ({"metrics": {"threshold": {"quantile": 2}}}, r"quantile"),
         ({"metrics": {"typo": 1}}, r"metrics: unknown key"),
         ({"batch_size": -1}, r"batch_size"),
-        ({"detectors": [{"kind": "a", "name": "x"}, {"kind": "b", "name": "x"}]}, r"unique"),
+        (
+            {
+                "detectors": [
+                    {"kind": "conv_autoencoder", "name": "x"},
+                    {"kind": "patch_features", "name": "x"},
+                ]
+            },
+            r"unique",
+        ),
     ],
 )
 def test_bad_config_names_the_key(patch, match):

@@ -16,14 +16,24 @@ DETECTORS = ["padim", EVIL]
 EXPLAINERS = ["native", "gradcam", "random"]
 CATEGORIES = ["bottle", "../x"]
 METRICS = {
-    # metric: (higher_is_better, threshold, note)
-    "pixel_auroc": (True, math.nan, ""),
-    "aupro@0.3": (True, math.nan, ""),
-    "image_auroc": (True, math.nan, "image score = max of map"),
-    "image_fpr@95tpr": (False, math.nan, ""),
-    "iou@t": (True, 0.42, "threshold: 0.99 quantile of normal validation pixels"),
-    "iou_oracle": (True, math.nan, "oracle threshold (optimistic)"),
-}
+    # label: (higher_is_better, threshold, note, (name, family, headline, params))
+    "pixel_auroc": (True, math.nan, "", ("pixel_auroc", "localisation", 1, "{}")),
+    "aupro@0.3": (True, math.nan, "", ("aupro", "localisation", 1, '{"fpr_limit": 0.3}')),
+    "image_auroc": (
+        True, math.nan, "image score = max of map", ("image_auroc", "detection", 1, "{}")
+    ),
+    "image_fpr@95tpr": (
+        False, math.nan, "", ("image_fpr_at_tpr", "detection", 0, '{"tpr": 0.95}')
+    ),
+    "iou@t": (
+        True, 0.42, "threshold: 0.99 quantile of normal validation pixels",
+        ("iou", "localisation", 2, '{"quantile": 0.99}'),
+    ),
+    "iou_oracle": (
+        True, math.nan, "oracle threshold (optimistic)", ("iou_oracle", "localisation", 0, "{}")
+    ),
+}  # fmt: skip
+CONTROLS = {"random"}
 
 
 def synthetic_results(seed: int = 0) -> pd.DataFrame:
@@ -31,14 +41,22 @@ def synthetic_results(seed: int = 0) -> pd.DataFrame:
     rows = []
     for det in DETECTORS:
         for exp in EXPLAINERS:
-            for metric, (hib, thr, note) in METRICS.items():
+            for label, (hib, thr, note, (metric, family, headline, params)) in METRICS.items():
+                meta = dict(
+                    metric=metric,
+                    label=label,
+                    family=family,
+                    headline=headline,
+                    params=params,
+                    control=exp in CONTROLS,
+                )
                 vals = {}
                 for cat in CATEGORIES:
                     v = float(np.round(rng.uniform(0.5, 1.0), 4))
-                    if (det, exp, cat, metric) == ("padim", "gradcam", "bottle", "pixel_auroc"):
+                    if (det, exp, cat, label) == ("padim", "gradcam", "bottle", "pixel_auroc"):
                         v = math.nan
                     vals[cat] = v
-                    lo, hi = (v - 0.02, v + 0.02) if metric == "pixel_auroc" else (math.nan,) * 2
+                    lo, hi = (v - 0.02, v + 0.02) if label == "pixel_auroc" else (math.nan,) * 2
                     rows.append(
                         make_row(
                             detector=det,
@@ -46,7 +64,7 @@ def synthetic_results(seed: int = 0) -> pd.DataFrame:
                             dataset="synth",
                             category=cat,
                             protocol="default",
-                            metric=metric,
+                            **meta,
                             value=v,
                             ci_low=lo,
                             ci_high=hi,
@@ -63,7 +81,7 @@ def synthetic_results(seed: int = 0) -> pd.DataFrame:
                         dataset="synth",
                         category="mean",
                         protocol="default",
-                        metric=metric,
+                        **meta,
                         value=float(np.nanmean(list(vals.values()))),
                         n=40,
                         higher_is_better=hib,

@@ -155,7 +155,7 @@ def test_latex_table(report_data):
 def test_metric_file_names_stay_inside(report_data, tmp_path):
     out = tmp_path / "out"
     res = report_data.results.copy()
-    res.loc[res["metric"] == "pixel_auroc", "metric"] = "../../evil"
+    res.loc[res["metric"] == "pixel_auroc", ["metric", "label"]] = "../../evil"
     data = ReportData(results=res, manifest={}, title="t")
     paths = write_report(data, out, bar_metrics=["../../evil", "missing"])
     assert "figures/bars_evil.png" in paths
@@ -247,6 +247,8 @@ def test_summary_frame_without_mean_rows_and_two_datasets():
             dataset=ds,
             category=c,
             metric="pixel_auroc",
+            family="localisation",
+            headline=1,
             value=v,
             higher_is_better=True,
         )

@@ -1,10 +1,10 @@
-"""Detectors: the common interface and the built-in detectors."""
+"""Detectors: the common interface, the built-in detectors and the recipe builder."""
 
 from xeval.adapters._torch import NotFittedError
 from xeval.adapters.autoencoder import ConvAutoencoder
 from xeval.adapters.base import Detector
 from xeval.adapters.patch_features import PatchFeatures
-from xeval.adapters.registry import DETECTORS, build_detector
+from xeval.adapters.registry import DETECTORS, build_detector, check_recipe
 
 __all__ = [
     "DETECTORS",
@@ -13,4 +13,5 @@ __all__ = [
     "NotFittedError",
     "PatchFeatures",
     "build_detector",
+    "check_recipe",
 ]

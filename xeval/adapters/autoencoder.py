@@ -17,6 +17,7 @@ from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur
 from xeval.errors import InputError
+from xeval.registry import DETECTORS
 
 
 class _AE(nn.Module):
@@ -57,6 +58,7 @@ class _AE(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+@DETECTORS.register(name="conv_autoencoder")
 class ConvAutoencoder(TorchDetector):
     """Convolutional autoencoder detector (reconstruction error).
 

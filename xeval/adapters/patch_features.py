@@ -40,6 +40,7 @@ from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur, gaussian_kernel1d
 from xeval.errors import InputError
+from xeval.registry import DETECTORS
 
 FEATURES = ("filterbank", "random_cnn", "both")
 SCORINGS = ("gaussian", "knn")
@@ -254,6 +255,7 @@ def greedy_coreset(
     return chosen
 
 
+@DETECTORS.register(name="patch_features")
 class PatchFeatures(TorchDetector):
     """Patch-feature anomaly detector (PaDiM / PatchCore style, no downloaded weights).
 
@@ -540,8 +542,7 @@ class PatchFeatures(TorchDetector):
             )
             return None
         return (
-            "PatchFeatures holds no statistics to randomise "
-            f"(keys {sorted(stats)}; is it fitted?)"
+            f"PatchFeatures holds no statistics to randomise (keys {sorted(stats)}; is it fitted?)"
         )
 
     def randomise_note(self) -> str:

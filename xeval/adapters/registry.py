@@ -1,67 +1,39 @@
 """Build a detector from a declarative recipe (the top-level ``adapters/*.yaml`` files).
 
-A recipe is a mapping ``{"kind": ..., "name": ..., "params": {...}}``; ``kind`` selects a
-class of :data:`DETECTORS`, ``params`` are its keyword-only hyper-parameters.
+A recipe is a mapping ``{"kind": ..., "name": ..., "params": {...}}``; ``kind`` names an
+entry of :data:`xeval.registry.DETECTORS` -- a detector class (built-in detectors, whose
+``params`` are its keyword-only options) or a :class:`~xeval.adapters.recipes.RecipeKind`
+(the wrap adapters). :func:`check_recipe` validates a recipe without building anything.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 
-from xeval.adapters.autoencoder import ConvAutoencoder
 from xeval.adapters.base import Detector
-from xeval.adapters.patch_features import PatchFeatures
 from xeval.errors import ConfigError
+from xeval.registry import DETECTORS, check_options, option_spec
 
-DETECTORS: dict[str, type[Detector]] = {
-    "conv_autoencoder": ConvAutoencoder,
-    "patch_features": PatchFeatures,
-}
-"""Built-in detector kinds -> classes."""
+__all__ = ["DETECTORS", "build_detector", "check_recipe", "known_kinds", "known_params"]
 
 _RECIPE_KEYS = {"kind", "name", "params", "description"}
 
 
-def _wrap_kinds() -> tuple[str, ...]:
-    """Recipe kinds of the wrap adapters (:mod:`xeval.adapters.wrap`), built by it."""
-    from xeval.adapters.wrap import RECIPE_KINDS
-
-    return tuple(RECIPE_KINDS)
-
-
 def known_kinds() -> list[str]:
-    """Every detector kind a recipe may name: built-in detectors and wrap adapters."""
-    return sorted({*DETECTORS, *_wrap_kinds()})
+    """Every detector kind a recipe may name."""
+    return DETECTORS.names()
 
 
 def known_params(kind: str) -> list[str]:
     """The keyword parameters accepted by detector ``kind`` (``name`` included)."""
-    cls = DETECTORS[kind]
-    sig = inspect.signature(cls.__init__)
-    return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    entry = DETECTORS.get(kind)
+    if isinstance(entry, type):
+        return [n for n, p in option_spec(entry).items() if p.kind is p.KEYWORD_ONLY]
+    return sorted(entry.options)
 
 
-def build_detector(recipe: Mapping | str | Path) -> Detector:
-    """Instantiate a (not yet fitted) detector from a recipe.
-
-    Parameters
-    ----------
-    recipe:
-        ``{"kind": "conv_autoencoder", "name": "ae", "params": {...}}``; ``name`` and
-        ``params`` are optional. A path to a YAML file holding such a mapping is also
-        accepted. Kinds of :data:`DETECTORS` are built here; the wrap-adapter kinds
-        (``torch_module``, ``blackbox``, ``sklearn_features``, ``ood_classifier``,
-        ``anomalib``) are handed to :func:`xeval.adapters.wrap.build_from_recipe`.
-
-    Raises
-    ------
-    ConfigError
-        Unknown ``kind`` (the message lists the known kinds), unknown keys, or unknown
-        params (the message names them and lists the accepted ones); invalid values
-        raise :class:`~xeval.errors.InputError` from the detector itself.
-    """
+def _read(recipe: Mapping | str | Path) -> Mapping:
     if isinstance(recipe, str | Path):
         import yaml
 
@@ -70,41 +42,59 @@ def build_detector(recipe: Mapping | str | Path) -> Detector:
             recipe = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read detector recipe {str(path)!r}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"detector recipe {str(path)!r} is not valid YAML ({exc})") from exc
     if not isinstance(recipe, Mapping):
         raise ConfigError(
             f"detector recipe must be a mapping with a 'kind' key, got {type(recipe).__name__}"
         )
+    return recipe
+
+
+def check_recipe(recipe: Mapping | str | Path, *, where: str = "detector recipe") -> dict:
+    """Validate a recipe's keys, kind and params against the registry (nothing is built
+    or imported from the recipe); returns ``{"kind", "name", "params"}``."""
+    recipe = _read(recipe)
     unknown_keys = sorted(set(recipe) - _RECIPE_KEYS)
     if unknown_keys:
-        raise ConfigError(
-            f"detector recipe has unknown keys {unknown_keys}; allowed: {sorted(_RECIPE_KEYS)}"
-        )
+        raise ConfigError(f"{where}: unknown keys {unknown_keys}; allowed: {sorted(_RECIPE_KEYS)}")
     kind = recipe.get("kind")
-    if kind not in DETECTORS:
-        if isinstance(kind, str) and kind in _wrap_kinds():
-            from xeval.adapters.wrap import build_from_recipe
+    entry = DETECTORS.get(kind, where=where)
+    raw = recipe.get("params") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: 'params' must be a mapping, got {raw!r}")
+    params = dict(raw)
+    name = recipe.get("name", kind)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+    if "name" in params and params["name"] != name:
+        raise ConfigError(
+            f"{where}: detector name given twice: {name!r} and params.name {params['name']!r}"
+        )
+    params.pop("name", None)
+    if isinstance(entry, type):
+        check_options(entry, {**params, "name": name}, where=f"{where} (kind {kind!r})")
+    else:
+        entry.check(params, where=f"{where} (kind {kind!r})")
+    return {"kind": kind, "name": name, "params": params}
 
-            return build_from_recipe({k: v for k, v in recipe.items() if k != "description"})
-        raise ConfigError(
-            f"unknown detector kind {kind!r}; known kinds: {', '.join(known_kinds())}"
-        )
-    raw_params = recipe.get("params") or {}
-    if not isinstance(raw_params, Mapping):
-        raise ConfigError(f"detector recipe 'params' must be a mapping, got {raw_params!r}")
-    params = dict(raw_params)
-    if "name" in recipe:
-        if "name" in params and params["name"] != recipe["name"]:
-            raise ConfigError(
-                f"detector name given twice: {recipe['name']!r} and params.name {params['name']!r}"
-            )
-        params["name"] = recipe["name"]
-    accepted = known_params(kind)
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"unknown params {unknown} for detector kind {kind!r}; accepted: {', '.join(accepted)}"
-        )
+
+def build_detector(recipe: Mapping | str | Path) -> Detector:
+    """Instantiate a (not yet fitted) detector from a recipe.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``kind`` (the message lists the known kinds), unknown keys, or unknown
+        params (the message names them and lists the accepted ones); invalid values
+        raise :class:`~xeval.errors.InputError` from the detector itself.
+    """
+    spec = check_recipe(recipe)
+    entry = DETECTORS.get(spec["kind"])
+    if not isinstance(entry, type):
+        return entry.build(spec)
+    params = dict(spec["params"])
     for key, value in params.items():
         if isinstance(value, list) and key == "input_size":
             params[key] = tuple(value)
-    return DETECTORS[kind](**params)
+    return entry(name=spec["name"], **params)

@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-from xeval.batch import Batch, Sample
 from xeval.data.defects import DEFECT_KINDS, make_defect
 from xeval.data.folder import load_folder
 from xeval.data.io import IMAGE_EXTENSIONS, image_size, read_image, read_map, read_mask
 from xeval.data.loader import iter_batches, load_mask, load_masks, resize_image
 from xeval.data.mvtec import list_categories, load_mvtec
+from xeval.data.sample import Sample
 from xeval.data.split import CategorySplit
 from xeval.data.textures import (
     CATEGORIES as TEXTURES_CATEGORIES,

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from xeval.batch import Sample
 from xeval.data.io import IMAGE_EXTENSIONS, image_size, is_image_file, read_mask
+from xeval.data.sample import Sample
 from xeval.data.split import CategorySplit
 from xeval.errors import DatasetError
 

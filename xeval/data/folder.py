@@ -27,6 +27,7 @@ from xeval.data._common import make_sample, validate_split
 from xeval.data.io import is_image_file
 from xeval.data.split import CategorySplit
 from xeval.errors import DatasetError
+from xeval.registry import DATASETS
 
 __all__ = ["load_folder"]
 
@@ -157,3 +158,30 @@ def load_folder(
             require_masks=bool(patterns),
         )
     return split
+
+
+@DATASETS.register(name="folder")
+def read_folder(
+    *,
+    path: str,
+    category: str = "default",
+    train_glob: str = "train/good/*",
+    test_normal_glob: str = "test/good/*",
+    test_anomalous_glob: str = "test/*/*",
+    mask_pattern: str | list[str] | None = "ground_truth/{defect}/{stem}_mask.png",
+    validate: bool = True,
+    seed: int = 0,
+) -> dict[str, CategorySplit]:
+    """Dataset format ``folder``: any layout described by glob patterns (one category);
+    see :func:`load_folder`. ``seed`` is unused."""
+    return {
+        category: load_folder(
+            path,
+            category=category,
+            train_glob=train_glob,
+            test_normal_glob=test_normal_glob,
+            test_anomalous_glob=test_anomalous_glob,
+            mask_pattern=mask_pattern,
+            validate=validate,
+        )
+    }

@@ -31,6 +31,7 @@ __all__ = [
     "is_image_file",
     "image_size",
     "read_image",
+    "read_label_mask",
     "read_mask",
     "read_map",
 ]
@@ -257,6 +258,42 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             f"[{shown}] (expected only 0/255 or 0/1)"
         )
     return arr > 0
+
+
+def read_label_mask(path: str | os.PathLike, *, value: int = 0) -> np.ndarray:
+    """Read a one-defect ground-truth file whose defect pixels hold ``value`` (MVTec LOCO:
+    the defect's ``pixel_value``) as bool ``(H, W)``.
+
+    The file must hold 0 and one other value: ``value`` when given (> 0), else any
+    single non-zero value. Any other content (two defect values, none at all, a
+    multi-channel image) is an error naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"ground-truth file {p} does not exist")
+    try:
+        with Image.open(p) as img:
+            arr = np.asarray(img)
+    except Exception as exc:
+        raise DatasetError(
+            f"cannot read ground-truth file {p}: {type(exc).__name__}: {exc}"
+        ) from exc
+    arr = _single_channel(arr, p, "ground-truth file")
+    if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool:
+        raise DatasetError(f"ground-truth file {p} must hold integers, got dtype {arr.dtype}")
+    nonzero = np.unique(arr[arr != 0])
+    if nonzero.size != 1:
+        what = "no defect pixel" if nonzero.size == 0 else f"{nonzero.size} defect values"
+        raise DatasetError(
+            f"ground-truth file {p} must mark exactly one defect (0 and one value), found "
+            f"{what} ({nonzero[:5].tolist()})"
+        )
+    if value and int(nonzero[0]) != int(value):
+        raise DatasetError(
+            f"ground-truth file {p} marks its defect with value {int(nonzero[0])}, but the "
+            f"defect configuration expects {int(value)}"
+        )
+    return arr != 0
 
 
 def read_map(path: str | os.PathLike) -> np.ndarray:

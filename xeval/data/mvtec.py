@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xeval.batch import Sample
 from xeval.data._common import list_images, make_sample, validate_split
 from xeval.data.io import IMAGE_EXTENSIONS
+from xeval.data.sample import Sample
 from xeval.data.split import CategorySplit
 from xeval.errors import DatasetError
+from xeval.registry import DATASETS
 
 __all__ = ["list_categories", "load_mvtec", "find_mask"]
 
@@ -174,3 +175,19 @@ def load_mvtec(
             require_train=require_train,
         )
     return split
+
+
+@DATASETS.register(name="mvtec")
+def read_mvtec(
+    *,
+    path: str,
+    categories: list[str] | None = None,
+    validate: bool = True,
+    require_masks: bool = True,
+    seed: int = 0,
+) -> dict[str, CategorySplit]:
+    """Dataset format ``mvtec``: MVTec AD and MVTec-like layouts (BTAD, MPDD, VisA
+    converted) under ``path``; every category folder unless ``categories`` is given.
+    ``seed`` is unused (the layout fixes the splits)."""
+    cats = categories or list_categories(path)
+    return {c: load_mvtec(path, c, validate=validate, require_masks=require_masks) for c in cats}

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xeval.batch import Sample
+from xeval.data.sample import Sample
 
 __all__ = ["CategorySplit"]
 
@@ -26,12 +26,17 @@ class CategorySplit:
         Test samples, normal (``defect == "good"``) and anomalous, sorted by id.
     root:
         Dataset root folder the paths are relative to.
+    validation:
+        Normal validation samples of formats that ship them (MVTec LOCO's
+        ``validation/good``); empty otherwise, and the engine then holds a fraction of
+        ``train`` out instead. Thresholds are calibrated on them.
     """
 
     category: str
     train: list[Sample] = field(default_factory=list)
     test: list[Sample] = field(default_factory=list)
     root: Path = field(default_factory=Path)
+    validation: list[Sample] = field(default_factory=list)
 
     @property
     def defects(self) -> list[str]:
@@ -41,6 +46,8 @@ class CategorySplit:
     def counts(self) -> dict[str, int]:
         """Number of samples per split and test defect type, e.g. ``{"train": 60, ...}``."""
         out = {"train": len(self.train), "test": len(self.test)}
+        if self.validation:
+            out["validation"] = len(self.validation)
         for defect, n in sorted(Counter(s.defect for s in self.test).items()):
             out[f"test/{defect}"] = n
         return out
@@ -56,8 +63,8 @@ class CategorySplit:
         """
         h = hashlib.sha256()
         root = Path(self.root)
-        for s in [*self.train, *self.test]:
-            for p in (s.image_path, s.mask_path):
+        for s in [*self.train, *self.validation, *self.test]:
+            for p in (s.image_path, s.mask_path, *(r.path for r in s.regions)):
                 if p is None:
                     h.update(b"-\n")
                     continue

@@ -36,6 +36,7 @@ from xeval.data.defects import DEFECT_KINDS, make_defect
 from xeval.data.mvtec import load_mvtec
 from xeval.data.split import CategorySplit
 from xeval.errors import InputError
+from xeval.registry import DATASETS
 
 __all__ = [
     "TEXTURES_VERSION",
@@ -318,3 +319,31 @@ def load_textures(
     path = build_textures(root, seed=seed, quick=quick, **params)
     cats = json.loads((path / _CARD).read_text(encoding="utf-8"))["categories"]
     return {c: load_mvtec(path, c) for c in cats}
+
+
+@DATASETS.register(name="textures")
+def read_textures(
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    categories: list[str] | None = None,
+    defects: list[str] | None = None,
+    tile: int | None = None,
+    n_train: int | None = None,
+    n_test_good: int | None = None,
+    n_test_defect_per_kind: int | None = None,
+    root: str | None = None,
+) -> dict[str, CategorySplit]:
+    """Dataset format ``textures``: the built-in benchmark (built on first use in the
+    cache, ``$XEVAL_CACHE`` or ``~/.cache/xeval``); options as :func:`build_textures`."""
+    return load_textures(
+        root,
+        seed=seed,
+        quick=quick,
+        categories=categories,
+        defects=defects,
+        tile=tile,
+        n_train=n_train,
+        n_test_good=n_test_good,
+        n_test_defect_per_kind=n_test_defect_per_kind,
+    )

@@ -1,5 +1,6 @@
-"""The engine: runs a protocol and produces the results table and the report."""
+"""The engine: runs a configuration in phases (see :mod:`xeval.engine.run`) and produces
+the results table and the report."""
 
-from xeval.engine.runner import RunResult, evaluate_detector, run
+from xeval.engine.run import RunResult, evaluate_detector, evaluate_unit, run
 
-__all__ = ["RunResult", "evaluate_detector", "run"]
+__all__ = ["RunResult", "evaluate_detector", "evaluate_unit", "run"]

@@ -109,13 +109,15 @@ def verdicts(
 
 
 def rank_table(results: pd.DataFrame, *, metrics: list[str]) -> pd.DataFrame:
-    """Rank of each explainer per detector on each metric (mean over categories; 1 = best,
-    ties share the average rank) and the mean rank; NaN values are ranked last."""
-    mean = results[(results["category"] == "mean") & results["metric"].isin(metrics)]
+    """Rank of each explainer per detector on each metric (by label; mean over
+    categories; 1 = best, ties share the average rank) and the mean rank; NaN values are
+    ranked last."""
+    key = "label" if "label" in results.columns else "metric"
+    mean = results[(results["category"] == "mean") & results[key].isin(metrics)]
     out = []
     for det, d in mean.groupby("detector", sort=False):
-        wide = d.pivot_table(index="explainer", columns="metric", values="value", sort=False)
-        hib = d.groupby("metric")["higher_is_better"].first()
+        wide = d.pivot_table(index="explainer", columns=key, values="value", sort=False)
+        hib = d.groupby(key)["higher_is_better"].first()
         ranks = pd.DataFrame(index=wide.index)
         for m in wide.columns:
             ranks[m] = wide[m].rank(ascending=not bool(hib[m]), na_option="bottom")

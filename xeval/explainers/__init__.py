@@ -1,4 +1,6 @@
-"""Explainers: the detector's native map and trivial controls."""
+"""Explainers: the detector's native map, trivial controls, captum attributions of the
+anomaly score and label-free importance, all registered in
+:data:`xeval.registry.EXPLAINERS`."""
 
 from xeval.explainers.base import Explainer
 from xeval.explainers.controls import CentrePrior, RandomMap, SobelEdges

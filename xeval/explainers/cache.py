@@ -24,9 +24,9 @@ import numpy as np
 
 from xeval._io import atomic_write_bytes
 from xeval.adapters.base import Detector
-from xeval.batch import Batch
 from xeval.errors import InputError
 from xeval.explainers.base import Explainer
+from xeval.record import Inputs
 
 __all__ = ["CachedExplainer", "cache_key", "detector_fingerprint"]
 
@@ -60,18 +60,6 @@ def _image_hash(img: np.ndarray) -> str:
     h = hashlib.sha256(str(a.shape).encode())
     h.update(a.tobytes())
     return h.hexdigest()
-
-
-def _subset(batch: Batch, idx: list[int]) -> Batch:
-    return Batch(
-        ids=[batch.ids[i] for i in idx],
-        category=batch.category,
-        images=batch.images[idx],
-        labels=batch.labels[idx],
-        masks=None if batch.masks is None else [batch.masks[i] for i in idx],
-        defects=[batch.defects[i] for i in idx] if batch.defects else [],
-        native_sizes=[batch.native_sizes[i] for i in idx] if batch.native_sizes else [],
-    )
 
 
 class CachedExplainer(Explainer):
@@ -110,6 +98,7 @@ class CachedExplainer(Explainer):
         self.name = explainer.name
         self.requires = explainer.requires
         self.control = explainer.control
+        self.image_score = getattr(explainer, "image_score", "max")
         self.hits = 0
         self.misses = 0
 
@@ -130,7 +119,7 @@ class CachedExplainer(Explainer):
     def path_for(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.npy"
 
-    def keys(self, detector: Detector, batch: Batch) -> list[str]:
+    def keys(self, detector: Detector, batch: Inputs) -> list[str]:
         dkey = self.detector_key or detector_fingerprint(detector)
         cfg = self.explainer.config()
         return [
@@ -148,12 +137,12 @@ class CachedExplainer(Explainer):
         return a
 
     def explain(
-        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+        self, detector: Detector, batch: Inputs, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
         """Cached ``explainer.explain``: computes only the samples not on disk."""
-        if not isinstance(batch, Batch):
+        if not isinstance(batch, Inputs):
             raise InputError(
-                f"CachedExplainer needs a Batch (sample ids are part of the key), got "
+                f"CachedExplainer needs Inputs (sample ids are part of the key), got "
                 f"{type(batch).__name__}"
             )
         keys = self.keys(detector, batch)
@@ -169,7 +158,7 @@ class CachedExplainer(Explainer):
         missing = [i for i in range(len(batch)) if i not in found]
         self.hits += len(found)
         if missing:
-            sub = batch if len(missing) == len(batch) else _subset(batch, missing)
+            sub = batch if len(missing) == len(batch) else batch.subset(missing)
             sub_maps = None if maps is None else maps[missing]
             computed = np.asarray(self.explainer.explain(detector, sub, maps=sub_maps))
             computed = computed.astype(np.float32, copy=False)

@@ -6,30 +6,23 @@ All return ``(B, H, W)`` float32 maps at the batch's image resolution, higher = 
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 from scipy import ndimage
 
 from xeval.adapters.base import Detector
-from xeval.batch import Batch
 from xeval.errors import InputError
-from xeval.explainers.base import Explainer
+from xeval.explainers.base import Explainer, ids_of, images_of
+from xeval.record import Inputs
+from xeval.registry import EXPLAINERS
+from xeval.rng import sample_seed
 
 
-def _image_shape(batch: Batch) -> tuple[int, int, int]:
-    images = batch.images
-    if images.ndim != 4:
-        raise InputError(f"batch.images must have shape (B, C, H, W), got {images.shape}")
+def _image_shape(inputs: Inputs | np.ndarray) -> tuple[int, int, int]:
+    images = images_of(inputs)
     return images.shape[0], images.shape[2], images.shape[3]
 
 
-def sample_seed(seed: int, sample_id: str) -> np.random.SeedSequence:
-    """A seed sequence from ``(seed, sample_id)`` via CRC-32 (stable across processes,
-    unlike Python's salted ``hash``)."""
-    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(str(sample_id).encode())])
-
-
+@EXPLAINERS.register
 class RandomMap(Explainer):
     """Uniform ``[0, 1)`` noise, deterministic per sample.
 
@@ -44,11 +37,11 @@ class RandomMap(Explainer):
         self.seed = int(seed)
 
     def explain(
-        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+        self, detector: Detector, inputs: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
-        b, h, w = _image_shape(batch)
+        b, h, w = _image_shape(inputs)
         out = np.empty((b, h, w), dtype=np.float32)
-        for i, sid in enumerate(batch.ids):
+        for i, sid in enumerate(ids_of(inputs)):
             rng = np.random.default_rng(sample_seed(self.seed, sid))
             out[i] = rng.random((h, w), dtype=np.float32)
         return out
@@ -57,6 +50,7 @@ class RandomMap(Explainer):
         return {"name": self.name, "seed": self.seed}
 
 
+@EXPLAINERS.register
 class SobelEdges(Explainer):
     """Sobel gradient magnitude of the grey-level image (channel mean).
 
@@ -68,15 +62,16 @@ class SobelEdges(Explainer):
     control = True
 
     def explain(
-        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+        self, detector: Detector, inputs: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
-        _image_shape(batch)
-        grey = np.asarray(batch.images, dtype=np.float64).mean(axis=1)
+        _image_shape(inputs)
+        grey = np.asarray(images_of(inputs), dtype=np.float64).mean(axis=1)
         sy = ndimage.sobel(grey, axis=1, mode="reflect")
         sx = ndimage.sobel(grey, axis=2, mode="reflect")
         return np.hypot(sx, sy).astype(np.float32)
 
 
+@EXPLAINERS.register
 class CentrePrior(Explainer):
     """Isotropic Gaussian centred in the image: ``exp(-r**2 / (2 sigma**2))``.
 
@@ -93,9 +88,9 @@ class CentrePrior(Explainer):
         self.sigma_fraction = float(sigma_fraction)
 
     def explain(
-        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+        self, detector: Detector, inputs: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
-        b, h, w = _image_shape(batch)
+        b, h, w = _image_shape(inputs)
         sigma = self.sigma_fraction * min(h, w)
         yy = (np.arange(h) - (h - 1) / 2)[:, None]
         xx = (np.arange(w) - (w - 1) / 2)[None, :]

@@ -25,18 +25,18 @@ import numpy as np
 import torch
 
 from xeval.adapters.base import Detector
-from xeval.batch import Batch
+from xeval.checks import check_images
 from xeval.errors import InputError
 from xeval.explainers.attribution import (
     METHODS,
     AttributionExplainer,
     ScoreFunction,
-    _check_images,
-    check_pairing,
     detector_label,
 )
 from xeval.explainers.base import Explainer
 from xeval.explainers.reduce import reduce_channels
+from xeval.record import Inputs
+from xeval.registry import EXPLAINERS
 
 __all__ = ["LabelFree"]
 
@@ -47,6 +47,7 @@ def _encoder(detector: Detector) -> Callable | None:
     return enc if callable(enc) else None
 
 
+@EXPLAINERS.register
 class LabelFree(Explainer):
     """Label-free feature importance: attribution of ``<f(x'), f(x).detach()>``.
 
@@ -65,6 +66,7 @@ class LabelFree(Explainer):
     """
 
     name = "label_free"
+    requires = frozenset({"encoder"})
 
     def __init__(self, *, base: str = "integrated_gradients", **params: Any) -> None:
         method = base
@@ -99,17 +101,12 @@ class LabelFree(Explainer):
             return "its encoder() hook is None (no representation to explain)"
         return None
 
-    def check(self, detector: Detector) -> None:
-        reason = self.unsupported_reason(detector)
-        if reason is not None:
-            check_pairing(self.name, detector, reason)
-
-    def attribute(self, detector: Detector, images: Batch | np.ndarray) -> np.ndarray:
+    def attribute(self, detector: Detector, images: Inputs | np.ndarray) -> np.ndarray:
         """Signed ``(B, C, H, W)`` label-free importance, before channel reduction."""
         self.check(detector)
         enc = _encoder(detector)
         assert enc is not None
-        x_np = _check_images(images)
+        x_np = check_images(images)
         inner = self.inner
         x = torch.from_numpy(x_np).to(inner.device)
         rows = inner.internal_batch_size or len(x)
@@ -143,7 +140,7 @@ class LabelFree(Explainer):
         return f.flatten(1)
 
     def explain(
-        self, detector: Detector, batch: Batch | np.ndarray, *, maps: np.ndarray | None = None
+        self, detector: Detector, batch: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
         """Reduced ``(B, H, W)`` float32 maps (reduction: ``params["reduce"]``)."""
         a = self.attribute(detector, batch)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from xeval.adapters.base import Detector
-from xeval.batch import Batch
 from xeval.errors import InputError
-from xeval.explainers.base import Explainer
+from xeval.explainers.base import Explainer, images_of
+from xeval.record import Inputs
+from xeval.registry import EXPLAINERS
 
 
+@EXPLAINERS.register
 class NativeMap(Explainer):
     """The detector's native anomaly map (higher = more anomalous), unchanged.
 
@@ -20,15 +22,18 @@ class NativeMap(Explainer):
 
     name = "native"
     requires = frozenset({"map"})
+    image_score = "detector"
 
     def explain(
-        self, detector: Detector, batch: Batch, *, maps: np.ndarray | None = None
+        self, detector: Detector, inputs: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
+        images = images_of(inputs)
         if maps is None:
-            maps = detector.anomaly_map(batch.images)
+            maps = detector.anomaly_map(images)
         maps = np.asarray(maps)
-        if maps.ndim != 3 or maps.shape[0] != len(batch):
+        if maps.ndim != 3 or maps.shape[0] != len(images):
             raise InputError(
-                f"maps must have shape (B, h, w) with B={len(batch)}, got {maps.shape}"
+                f"native: detector {getattr(detector, 'name', '?')!r} gave maps of shape "
+                f"{maps.shape} for {len(images)} images; expected ({len(images)}, h, w)"
             )
         return maps.astype(np.float32, copy=False)

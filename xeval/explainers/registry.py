@@ -1,73 +1,52 @@
-"""Build an explainer from a name or a spec mapping (as written in protocol YAML)."""
+"""Build an explainer from a name or a spec mapping (as written in protocol YAML).
+
+Every explainer is registered in :data:`xeval.registry.EXPLAINERS`; this module turns a
+config entry into an instance, with its options checked against the class signature.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from xeval.errors import ConfigError
+from xeval.errors import ConfigError, InputError
 from xeval.explainers.base import Explainer
-from xeval.explainers.controls import CentrePrior, RandomMap, SobelEdges
-from xeval.explainers.native import NativeMap
+from xeval.registry import EXPLAINERS
 
-EXPLAINERS: dict[str, type[Explainer]] = {
-    "native": NativeMap,
-    "random": RandomMap,
-    "sobel": SobelEdges,
-    "centre": CentrePrior,
-}
-"""Built-in explainer names -> classes."""
+__all__ = ["EXPLAINERS", "build_explainer", "explainer_spec"]
 
 
-def _attribution_explainers() -> dict[str, type[Explainer]]:
-    """Gradient/perturbation explainers of :mod:`xeval.explainers.api` (imported lazily:
-    it pulls captum in)."""
-    from xeval.explainers.api import EXPLAINERS as ATTRIBUTION
+def explainer_spec(spec: str | Mapping, *, where: str = "explainer") -> tuple[str, dict]:
+    """``(name, params)`` of a config entry: a name, ``{"name": n, "params": {...}}`` or
+    ``{"name": n, **params}``."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ConfigError(f"{where}: an explainer spec needs a 'name' key, got {dict(spec)!r}")
+        raw = spec.get("params") or {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: explainer 'params' must be a mapping, got {raw!r}")
+        params = {**raw, **{k: v for k, v in spec.items() if k not in ("name", "params")}}
+        return spec["name"], params
+    raise ConfigError(
+        f"{where}: an explainer spec must be a name or a mapping, got "
+        f"{type(spec).__name__}: {spec!r}"
+    )
 
-    return dict(ATTRIBUTION)
 
-
-def build_explainer(spec: str | Mapping) -> Explainer:
-    """Instantiate an explainer.
-
-    Parameters
-    ----------
-    spec:
-        A name (``"native"``, ``"random"``, ``"sobel"``, ``"centre"``, or an attribution
-        method of :mod:`xeval.explainers.api` such as ``"integrated_gradients"``, built
-        by :func:`~xeval.explainers.api.make_explainer`) or a mapping
-        ``{"name": "random", "params": {"seed": 1}}``; other keys of the mapping are
-        taken as params too (``{"name": "random", "seed": 1}``).
+def build_explainer(spec: str | Mapping, *, where: str = "explainer") -> Explainer:
+    """Instantiate an explainer from a config entry (see :func:`explainer_spec`).
 
     Raises
     ------
     ConfigError
         Unknown name (the message lists the known ones) or parameters the explainer
-        does not accept.
+        does not accept (the message lists the accepted ones).
     """
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ConfigError(f"explainer spec needs a 'name' key, got {dict(spec)!r}")
-        name = spec["name"]
-        raw = spec.get("params") or {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"explainer 'params' must be a mapping, got {raw!r}")
-        params = {**raw, **{k: v for k, v in spec.items() if k not in ("name", "params")}}
-    else:
-        raise ConfigError(
-            f"explainer spec must be a name or a mapping, got {type(spec).__name__}: {spec!r}"
-        )
-    if name not in EXPLAINERS:
-        attribution = _attribution_explainers()
-        if name in attribution:
-            from xeval.explainers.api import make_explainer
-
-            return make_explainer(name, **params)
-        known = sorted({*EXPLAINERS, *attribution})
-        raise ConfigError(f"unknown explainer {name!r}; known explainers: {', '.join(known)}")
-    cls = EXPLAINERS[name]
+    name, params = explainer_spec(spec, where=where)
+    cls = EXPLAINERS.get(name, where=where)
+    EXPLAINERS.check_options(name, params, where=f"{where} {name!r}")
     try:
         return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"invalid params {sorted(params)} for explainer {name!r}: {exc}") from exc
+    except (TypeError, InputError) as exc:
+        raise ConfigError(f"{where} {name!r}: invalid params {sorted(params)}: {exc}") from exc

@@ -219,12 +219,16 @@ class Metric(ABC):
     per_image:
         True when it keeps one value per image (bootstrap CIs, paired verdicts).
     headline:
-        Shown in the summary and rank tables.
+        1: shown in the summary table, the bar figures and the rank table; 2: in the
+        rank table only; 0: in the per-metric tables only.
     stage:
         ``"stream"`` or ``"probe"`` (see the module docstring).
     subset:
         True when it runs on a selected subset of ``max_images`` images (costly
         metrics); the class then has a ``max_images`` option.
+    population:
+        Which images it is defined on: ``"all"`` or ``"anomalous"`` (a subset is drawn
+        from these).
     """
 
     name: ClassVar[str] = "metric"
@@ -232,9 +236,10 @@ class Metric(ABC):
     family: ClassVar[str] = "localisation"
     needs: ClassVar[frozenset[str]] = frozenset()
     per_image: ClassVar[bool] = False
-    headline: ClassVar[bool] = False
+    headline: ClassVar[int] = 0
     stage: ClassVar[str] = "stream"
     subset: ClassVar[bool] = False
+    population: ClassVar[str] = "all"
 
     _options: dict
 
@@ -349,8 +354,7 @@ class PerImageMetric(Metric):
         v = np.asarray(self.values(record, explanation), dtype=float)
         if v.shape != (len(record),):
             raise InputError(
-                f"metric {self.name!r}: values() returned shape {v.shape} for "
-                f"{len(record)} images"
+                f"metric {self.name!r}: values() returned shape {v.shape} for {len(record)} images"
             )
         state.ids.extend(record.ids)
         state.values.extend(v.tolist())

@@ -158,7 +158,7 @@ class ImageAUROC(_ImageScoreMetric):
 
     name = "image_auroc"
     higher_is_better = True
-    headline = True
+    headline = 1
 
     def _value(self, y, s):
         return image_auroc(y, s)

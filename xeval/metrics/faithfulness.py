@@ -36,12 +36,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
+from xeval.metrics.base import PerImageMetric
+from xeval.metrics.resize import resize_to
+from xeval.registry import METRICS
 from xeval.substrates import (
     ANOMALY_NOTE,
     BoundSubstrate,
@@ -742,3 +746,241 @@ def infidelity(
             )
         out[ids] = val.detach().cpu().double().numpy()
     return out
+
+
+# ------------------------------------------------------------------ registered metrics
+Removal = Literal["normal", "reconstruction", "road", "black", "blur"]
+
+
+class _ProbeMetric(PerImageMetric):
+    """Base of the faithfulness metrics: they score the detector on perturbed copies of
+    a stratified subset of anomalous test images (``max_images`` of them)."""
+
+    family = "faithfulness"
+    needs = frozenset({"detector", "reference"})
+    subset = True
+    population = "anomalous"
+    what: ClassVar[str] = ""
+
+    def _probe(self, explanation):
+        if explanation.probe is None:
+            raise InputError(f"metric {self.name!r} needs the detector (a ProbeContext)")
+        return explanation.probe
+
+    def _inputs(self, record, explanation):
+        images = record.inputs.images
+        att = explanation.maps
+        if att.shape[-2:] != images.shape[-2:]:
+            att = resize_to(att, images.shape[-2:])
+        return self._probe(explanation), images, att
+
+    def note(self) -> str:
+        return self.what
+
+
+class _CurveMetric(_ProbeMetric):
+    kind: ClassVar[str] = "deletion"
+
+    def __init__(
+        self,
+        *,
+        steps: int = DEFAULT_STEPS,
+        substrate: Removal = "normal",
+        patch_size: int = 1,
+        max_images: int = 16,
+    ) -> None:
+        self.steps = check_positive_int(steps, "steps")
+        self.substrate = resolve_substrate(substrate).name
+        self.patch_size = check_positive_int(patch_size, "patch_size")
+        check_positive_int(max_images, "max_images")
+
+    def values(self, record, explanation):
+        probe, images, att = self._inputs(record, explanation)
+        return perturbation_curve(
+            probe.detector,
+            images,
+            att,
+            kind=self.kind,
+            substrate=self.substrate,
+            reference=probe.reference,
+            steps=self.steps,
+            patch_size=self.patch_size,
+            batch_size=probe.batch_size * 4,
+            seed=probe.seed,
+        ).auc
+
+    def note(self) -> str:
+        patch = f"; {self.patch_size} px patches" if self.patch_size > 1 else ""
+        return (
+            f"removed pixels replaced by '{self.substrate}' substrate; {self.steps} steps"
+            f"{patch}; up to {self.params['max_images']} anomalous images"
+        )
+
+
+@METRICS.register
+class DeletionAUC(_CurveMetric):
+    """Deletion AUC (Petsiuk et al. 2018, RISE, BMVC): the most relevant pixels are
+    replaced by normal content (a normal reference image by default) in ``steps`` equal
+    steps; the detector's score, normalised per image as ``(s_k - s_sub) / (s_x -
+    s_sub)``, is integrated over the fraction removed. **Lower is better** (the anomaly
+    evidence goes first). Images scoring the same as their substrate and constant maps
+    are NaN."""
+
+    name = "deletion_auc"
+    higher_is_better = False
+    headline = 2
+    kind = "deletion"
+
+
+@METRICS.register
+class InsertionAUC(_CurveMetric):
+    """Insertion AUC (Petsiuk et al. 2018, RISE, BMVC): starting from the substrate (a
+    normal reference image by default), the most relevant pixels are put back first;
+    the normalised score ``(s_k - s_sub) / (s_x - s_sub)`` is integrated over the
+    fraction inserted. **Higher is better.**"""
+
+    name = "insertion_auc"
+    higher_is_better = True
+    headline = 2
+    kind = "insertion"
+
+
+@METRICS.register
+class AOPC(_ProbeMetric):
+    """Area over the perturbation curve (Samek et al. 2017, IEEE TNNLS):
+    ``1/(L+1) sum_k (s_0 - s_k)`` as regions are replaced by normal content in ``order``
+    (``"morf"``: most relevant first, **higher is better**; ``"lerf"``: least relevant
+    first, **lower is better**), in raw score units."""
+
+    name = "aopc"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        *,
+        order: Literal["morf", "lerf"] = "morf",
+        steps: int = DEFAULT_STEPS,
+        substrate: Removal = "normal",
+        patch_size: int = 1,
+        max_images: int = 16,
+    ) -> None:
+        if order not in ("morf", "lerf"):
+            raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
+        self.order = order
+        self.steps = check_positive_int(steps, "steps")
+        self.substrate = resolve_substrate(substrate).name
+        self.patch_size = check_positive_int(patch_size, "patch_size")
+        check_positive_int(max_images, "max_images")
+        # the direction depends on the order: an instance attribute shadows the class one
+        self.higher_is_better = order == "morf"  # type: ignore[misc]
+
+    @property
+    def label(self) -> str:
+        return f"aopc_{self.order}"
+
+    def values(self, record, explanation):
+        probe, images, att = self._inputs(record, explanation)
+        return aopc(
+            probe.detector,
+            images,
+            att,
+            order=self.order,
+            substrate=self.substrate,
+            reference=probe.reference,
+            steps=self.steps,
+            patch_size=self.patch_size,
+            batch_size=probe.batch_size * 4,
+            seed=probe.seed,
+        )
+
+    def note(self) -> str:
+        return (
+            f"raw score units; '{self.substrate}' substrate; {self.steps} steps; "
+            f"{self.order.upper()}"
+        )
+
+
+@METRICS.register
+class FaithfulnessCorrelation(_ProbeMetric):
+    """Faithfulness correlation (Bhatt et al. 2020, IJCAI): the Pearson correlation,
+    over ``n_samples`` random subsets of ``subset_size`` regions, between the sum of
+    attributions in the subset and the score drop when it is replaced by normal content.
+    **Higher is better**, in [-1, 1]."""
+
+    name = "faithfulness_correlation"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        *,
+        n_samples: int = 100,
+        subset_size: int | float = 0.1,
+        substrate: Removal = "normal",
+        patch_size: int = 1,
+        max_images: int = 16,
+    ) -> None:
+        self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
+        self.subset_size = subset_size
+        self.substrate = resolve_substrate(substrate).name
+        self.patch_size = check_positive_int(patch_size, "patch_size")
+        check_positive_int(max_images, "max_images")
+
+    def values(self, record, explanation):
+        probe, images, att = self._inputs(record, explanation)
+        return faithfulness_correlation(
+            probe.detector,
+            images,
+            att,
+            substrate=self.substrate,
+            reference=probe.reference,
+            n_samples=self.n_samples,
+            subset_size=self.subset_size,
+            patch_size=self.patch_size,
+            batch_size=probe.batch_size * 4,
+            seed=probe.seed,
+        )
+
+    def note(self) -> str:
+        return f"{self.n_samples} random subsets; '{self.substrate}' substrate"
+
+
+@METRICS.register
+class Infidelity(_ProbeMetric):
+    """Infidelity (Yeh et al. 2019, NeurIPS; captum ``infidelity``):
+    ``E_I[(I . a - (f(x) - f(x - I)))^2]`` over random squares replaced by the normal
+    reference. **Lower is better** (0 = the attribution predicts every perturbation).
+    Needs a differentiable detector score."""
+
+    name = "infidelity"
+    higher_is_better = False
+    needs = frozenset({"detector", "reference", "gradients"})
+
+    def __init__(
+        self,
+        *,
+        n_samples: int = 32,
+        patch_size: int | None = None,
+        substrate: Literal["normal", "reconstruction", "black", "blur"] = "normal",
+        max_images: int = 16,
+    ) -> None:
+        self.n_samples = check_positive_int(n_samples, "n_samples")
+        self.patch_size = patch_size
+        self.substrate = resolve_substrate(substrate).name
+        check_positive_int(max_images, "max_images")
+
+    def values(self, record, explanation):
+        probe, images, att = self._inputs(record, explanation)
+        return infidelity(
+            probe.detector,
+            images,
+            att,
+            substrate=self.substrate,
+            reference=probe.reference,
+            n_samples=self.n_samples,
+            patch_size=self.patch_size,
+            batch_size=probe.batch_size * 4,
+            seed=probe.seed,
+        )
+
+    def note(self) -> str:
+        return f"{self.n_samples} squares replaced by '{self.substrate}' content"

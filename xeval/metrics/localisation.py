@@ -481,7 +481,7 @@ class PointingGame(_MaskMetric):
     maps are NaN, never hits. **Higher is better.**"""
 
     name = "pointing_game"
-    headline = True
+    headline = 2
 
     def __init__(
         self,
@@ -506,7 +506,7 @@ class RelevanceMass(_MaskMetric):
     [0, 1]."""
 
     name = "relevance_mass"
-    headline = True
+    headline = 2
 
     def values(self, record, explanation):
         return relevance_mass_per_image(record.targets.masks, explanation.native)
@@ -519,7 +519,7 @@ class RelevanceRank(_MaskMetric):
     averaged. **Higher is better**, in [0, 1]."""
 
     name = "relevance_rank"
-    headline = True
+    headline = 2
 
     def values(self, record, explanation):
         return relevance_rank_per_image(record.targets.masks, explanation.native)

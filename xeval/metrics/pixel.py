@@ -502,7 +502,7 @@ class PixelAUROC(_PixelRankingMetric):
     Reference: Bergmann et al. (2019), "MVTec AD", CVPR."""
 
     name = "pixel_auroc"
-    headline = True
+    headline = 1
 
     def _value(self, s):
         return ranking.auroc(s)
@@ -534,7 +534,7 @@ class AUPRO(_PixelRankingMetric):
     Detection Dataset", IJCV."""
 
     name = "aupro"
-    headline = True
+    headline = 1
 
     def __init__(
         self, *, fpr_limit: float = 0.3, mode: Literal["exact", "binned"] = "exact"

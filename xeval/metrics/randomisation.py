@@ -77,6 +77,8 @@ import numpy as np
 from xeval.adapters.base import find_torch_module, has_fitted_statistics, overrides
 from xeval.checks import check_images
 from xeval.errors import InputError, UndefinedMetricWarning, XevalError
+from xeval.metrics.base import Metric, MetricValue
+from xeval.registry import METRICS
 from xeval.rng import derived_seed, torch_seeded
 
 __all__ = [
@@ -581,3 +583,87 @@ def mprt_summary(
 
 #: Short alias of :func:`mprt_summary`.
 summary = mprt_summary
+
+
+# ------------------------------------------------------------------ registered metric
+@dataclass
+class MPRTState:
+    """Per-image similarity at the last randomisation step, and what the test said."""
+
+    ids: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def merge(self, o: MPRTState) -> MPRTState:
+        return MPRTState(self.ids + o.ids, self.values + o.values, self.notes + o.notes)
+
+
+@METRICS.register
+class MPRTSpearman(Metric):
+    """Cascading model-parameter randomisation test (Adebayo et al. 2018, "Sanity Checks
+    for Saliency Maps", NeurIPS): Spearman correlation of ``|a|`` between the
+    explanation of the trained detector and of the fully randomised one (layers
+    re-initialised from the output side, fitted statistics re-fitted; detectors whose
+    learned part is not a stack of layers randomise it through ``Detector.randomise``),
+    per image of a subset of anomalous images. **Lower is better** (the explanation
+    depends on what the detector learned)."""
+
+    name = "mprt_spearman"
+    higher_is_better = False
+    family = "sanity"
+    needs = frozenset({"detector"})
+    per_image = True
+    stage = "probe"
+    subset = True
+    population = "anomalous"
+
+    def __init__(self, *, max_images: int = 4) -> None:
+        from xeval.checks import check_positive_int
+
+        check_positive_int(max_images, "max_images")
+
+    def init(self) -> MPRTState:
+        return MPRTState()
+
+    def update(self, state: MPRTState, record, explanation) -> MPRTState:
+        probe = explanation.probe
+        if probe is None or probe.explain_fn is None:
+            raise InputError(f"metric {self.name!r} needs an explanation function")
+        refit = probe.normal_batches() if probe.normal_batches is not None else None
+        res = model_parameter_randomisation(
+            probe.detector,
+            record.inputs.images,
+            probe.explain_fn,
+            refit_batches=refit,
+            seed=probe.seed,
+        )
+        if res.testable:
+            vals = res.spearman_abs[:, -1]
+            state.notes.append(mprt_summary(res).reason)
+        else:
+            vals = np.full(len(record), np.nan)
+            state.notes.append(res.status)
+        state.ids.extend(record.ids)
+        state.values.extend(np.asarray(vals, dtype=float).tolist())
+        return state
+
+    def merge(self, a: MPRTState, b: MPRTState) -> MPRTState:
+        return a.merge(b)
+
+    def compute(self, state: MPRTState) -> MetricValue:
+        per = np.asarray(state.values, dtype=float)
+        ok = per[~np.isnan(per)]
+        note = (
+            "Spearman(|map|) between the explanation of the trained detector and of the "
+            "fully randomised one (cascading; lower = passes the sanity check)"
+        )
+        notes = [n for n in dict.fromkeys(state.notes) if n]
+        if notes:
+            note += "; " + "; ".join(notes)
+        return MetricValue(
+            value=float(ok.mean()) if ok.size else float("nan"),
+            n=int(ok.size),
+            per_image=per,
+            ids=list(state.ids),
+            note=note,
+        )

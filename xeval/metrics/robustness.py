@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
+from xeval.metrics.base import PerImageMetric
+from xeval.registry import METRICS
 
 __all__ = [
     "avg_sensitivity",
@@ -400,3 +403,105 @@ def local_lipschitz(
     if (~empty).any():
         out[~empty] = np.nanmax(ratio[~empty], axis=1)
     return out
+
+
+# ------------------------------------------------------------------ registered metrics
+class _Sensitivity(PerImageMetric):
+    """Base of the robustness metrics: the explanation of a subset of anomalous test
+    images and of uniformly perturbed copies (L-infinity ball of ``radius``)."""
+
+    family = "robustness"
+    higher_is_better = False
+    needs = frozenset({"detector"})
+    stage = "probe"
+    subset = True
+    population = "anomalous"
+    function: ClassVar[Callable]
+
+    def __init__(
+        self,
+        *,
+        radius: float = DEFAULT_RADIUS,
+        n_samples: int = DEFAULT_SAMPLES,
+        norm: Literal["fro", "inf", "l1"] = "fro",
+        normalise: bool = True,
+        max_images: int = 4,
+    ) -> None:
+        self.radius = _check_radius(radius)
+        self.n_samples = check_positive_int(n_samples, "n_samples")
+        self.norm = _check_norm(norm)
+        self.normalise = bool(normalise)
+        check_positive_int(max_images, "max_images")
+
+    def _kwargs(self) -> dict:
+        return {"norm": self.norm, "normalise": self.normalise}
+
+    def values(self, record, explanation):
+        probe = explanation.probe
+        if probe is None or probe.explain_fn is None:
+            raise InputError(f"metric {self.name!r} needs an explanation function")
+        return type(self).function(
+            lambda x: probe.explain_fn(probe.detector, x),
+            record.inputs.images,
+            radius=self.radius,
+            n_samples=self.n_samples,
+            seed=probe.seed,
+            batch_size=probe.batch_size,
+            **self._kwargs(),
+        )
+
+    def note(self) -> str:
+        what = "||map change|| / ||map||" if self.normalise else "||map change||"
+        return (
+            f"{self.name.split('_')[0]} over {self.n_samples} uniform perturbations of "
+            f"radius {self.radius:g} of {what} ({self.norm} norm)"
+        )
+
+
+@METRICS.register
+class MaxSensitivity(_Sensitivity):
+    """Max-sensitivity (Yeh et al. 2019, "On the (In)fidelity and Sensitivity of
+    Explanations", NeurIPS; captum ``sensitivity_max``): ``max_k ||Phi(x + d_k) -
+    Phi(x)|| / ||Phi(x)||`` over ``n_samples`` perturbations uniform in the L-infinity
+    ball of ``radius``. **Lower is better** (more robust)."""
+
+    name = "max_sensitivity"
+    function = staticmethod(max_sensitivity)
+
+
+@METRICS.register
+class AvgSensitivity(_Sensitivity):
+    """Average sensitivity (Yeh et al. 2019, NeurIPS): the mean over ``n_samples``
+    uniform perturbations of ``||Phi(x + d_k) - Phi(x)|| / ||Phi(x)||``. **Lower is
+    better** (more robust)."""
+
+    name = "avg_sensitivity"
+    function = staticmethod(avg_sensitivity)
+
+
+@METRICS.register
+class LocalLipschitz(_Sensitivity):
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018): ``max_k ||Phi(x) -
+    Phi(x'_k)||_2 / ||x - x'_k||_2`` over ``n_samples`` uniform neighbours (a lower
+    bound of the supremum), in map units per unit of input. **Lower is better**."""
+
+    name = "local_lipschitz"
+    function = staticmethod(local_lipschitz)
+
+    def __init__(
+        self,
+        *,
+        radius: float = DEFAULT_RADIUS,
+        n_samples: int = DEFAULT_SAMPLES,
+        max_images: int = 4,
+    ) -> None:
+        super().__init__(radius=radius, n_samples=n_samples, max_images=max_images)
+
+    def _kwargs(self) -> dict:
+        return {}
+
+    def note(self) -> str:
+        return (
+            f"max over {self.n_samples} uniform neighbours of radius {self.radius:g} of "
+            "||map change||_2 / ||image change||_2"
+        )

@@ -214,9 +214,7 @@ class _AtThreshold(Metric):
             raise InputError(
                 f"{self.label}: threshold changed between updates ({state.threshold} -> {t})"
             )
-        ThresholdMetrics(threshold=t).update(
-            state.inner, record.targets.masks, explanation.native
-        )
+        ThresholdMetrics(threshold=t).update(state.inner, record.targets.masks, explanation.native)
         state.ids.extend(record.ids)
         return state
 
@@ -243,7 +241,7 @@ class IoUAtThreshold(_AtThreshold):
 
     name = "iou"
     key = "iou@t"
-    headline = True
+    headline = 2
 
 
 @METRICS.register

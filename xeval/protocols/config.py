@@ -1,24 +1,40 @@
-"""Run configurations: what to evaluate (dataset x detectors x explainers x metrics).
+"""Run configurations: what to evaluate (dataset x detectors x explainers x metrics),
+checked in full before any data is loaded or any model is fitted.
 
-A configuration is a YAML file (read with ``yaml.safe_load``) such as
-``protocols/demo.yaml``::
+A configuration is a YAML file (read with ``yaml.safe_load``: a YAML file never causes
+code to run) such as ``protocols/demo.yaml``::
 
     name: demo
     seed: 0
     output: xeval-out/demo
-    dataset: {format: textures, quick: false, image_size: [128, 128]}
-    detectors: [conv_autoencoder, patch_features]    # recipes in adapters/, or inline
-    explainers: [native, random, sobel, centre]      # per detector: {recipe:, explainers:}
-    metrics:
-      mode: exact                # or binned (streaming, with an error bound)
-      fpr_limits: [0.3]
-      threshold: {quantile: 0.99}   # on normal validation pixels
-      validation_fraction: 0.2      # of the normal training images, held out
+    dataset: {format: textures, quick: false}          # a registered dataset format
+    detectors:                                         # recipes in adapters/, or inline
+      - recipe: conv_autoencoder
+        params: {epochs: 30}
+        explainers: [native, saliency, random, sobel, centre]   # for this detector only
+    explainers: [native, random, sobel, centre]        # registered explainers
+    metrics:                                           # registered metrics, with options
+      - image_auroc
+      - pixel_auroc
+      - {name: aupro, fpr_limit: 0.3}
+      - {name: iou, quantile: 0.99}
+      - {name: deletion_auc, steps: 8, max_images: 6}
+    evaluation: {validation_fraction: 0.2, bootstrap: 1000, subset: first}
     batch_size: 16
     report: {figures: true, gallery: true}
     cache: true      # reuse attribution maps across runs: <output>/.cache, or a folder
 
-Every key is checked; unknown keys and wrong types are errors that name the key.
+Sections
+--------
+Every section is typed (:class:`RunConfig` and the ``*Spec`` classes). Every detector,
+explainer, metric and dataset option is validated against its registry entry
+(:mod:`xeval.registry`: the keyword options of its constructor or reader) by
+:func:`parse_config`, with errors that name the key and list the valid ones.
+``xeval run --check CONFIG`` does only this.
+
+Compatibility: the 0.1 ``metrics:`` mapping of booleans (:mod:`xeval.protocols.legacy`)
+and ``dataset.image_size`` still parse, with a
+:class:`~xeval.errors.XevalDeprecationWarning` that says what to write instead.
 """
 
 from __future__ import annotations
@@ -26,218 +42,490 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+import numbers
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from xeval.assets import find_asset
-from xeval.errors import ConfigError
+from xeval.errors import ConfigError, InputError, XevalDeprecationWarning
+from xeval.protocols import legacy
 
-DATASET_FORMATS = ("textures", "mvtec", "folder")
+__all__ = [
+    "DEFAULT_METRICS",
+    "ComponentSpec",
+    "DetectorSpec",
+    "EvaluationSettings",
+    "ReportSettings",
+    "RunConfig",
+    "build_metrics",
+    "load_config",
+    "parse_config",
+]
 
-_DEFAULT_METRICS = {
-    "mode": "exact",
-    "localisation": True,
-    "complexity": True,
-    "faithfulness": False,
-    "robustness": False,
-    "sanity": False,
-    "fpr_limits": [0.3],
-    "threshold": {"quantile": 0.99},
-    "validation_fraction": 0.2,
-    "bootstrap": 1000,
+DEFAULT_METRICS: tuple[str, ...] = (
+    "image_auroc",
+    "image_aupr",
+    "image_f1_max",
+    "image_fpr_at_tpr",
+    "pixel_auroc",
+    "pixel_aupr",
+    "aupro",
+    "iou_oracle",
+    "pro",
+    "iou",
+    "dice",
+    "iou_per_image",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "top_k_intersection",
+    "gini_sparseness",
+    "entropy_complexity",
+)
+"""Metrics of a config that lists none: detection, pixel, localisation and complexity
+(the costly faithfulness, robustness and sanity metrics are listed explicitly)."""
+
+SUBSET_STRATEGIES = ("first", "stratified")
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "seed",
+    "output",
+    "dataset",
+    "detectors",
+    "explainers",
+    "metrics",
+    "evaluation",
+    "batch_size",
+    "report",
+    "cache",
 }
+_DETECTOR_KEYS = {"kind", "name", "params", "description", "explainers", "metrics", "recipe"}
+
+
+# -------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registry entry and its options: a dataset format, an explainer or a metric."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **copy.deepcopy(self.params)}
+
+
+@dataclass
+class DetectorSpec:
+    """A detector recipe (``kind``, ``name``, ``params``) and what applies to it only."""
+
+    kind: str
+    name: str
+    params: dict = field(default_factory=dict)
+    explainers: list[ComponentSpec] | None = None
+    metrics: list[ComponentSpec] | None = None
+    description: str = ""
+
+    def recipe(self) -> dict:
+        """The recipe for :func:`xeval.adapters.build_detector`."""
+        return {"kind": self.kind, "name": self.name, "params": copy.deepcopy(self.params)}
+
+    def to_dict(self) -> dict:
+        out: dict = {"kind": self.kind, "name": self.name, "params": self.params}
+        if self.explainers is not None:
+            out["explainers"] = [e.to_dict() for e in self.explainers]
+        if self.metrics is not None:
+            out["metrics"] = [m.to_dict() for m in self.metrics]
+        return out
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How a run evaluates.
+
+    validation_fraction:
+        Fraction of the normal training images held out (seeded) for calibration
+        (thresholds, score spread); formats with a validation split use it instead.
+    bootstrap:
+        Bootstrap resamples of the confidence intervals (0: none).
+    subset:
+        How costly metrics pick their ``max_images`` images: ``"first"`` (the first
+        ones in test order) or ``"stratified"`` (seeded, balanced over defect types).
+    """
+
+    validation_fraction: float = 0.2
+    bootstrap: int = 1000
+    subset: str = "first"
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report draws: ``figures``, the best/worst ``gallery`` and the per-image
+    metric that ranks its images (``gallery_metric``; default: the first per-image
+    localisation metric of the run)."""
+
+    figures: bool = True
+    gallery: bool = True
+    gallery_metric: str | None = None
 
 
 @dataclass
 class RunConfig:
+    """A checked run configuration (see the module docstring)."""
+
     name: str
-    dataset: dict
-    detectors: list[dict]
-    explainers: list
-    metrics: dict = field(default_factory=lambda: copy.deepcopy(_DEFAULT_METRICS))
+    dataset: ComponentSpec
+    detectors: list[DetectorSpec]
+    explainers: list[ComponentSpec]
+    metrics: list[ComponentSpec] = field(
+        default_factory=lambda: [ComponentSpec(m) for m in DEFAULT_METRICS]
+    )
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     seed: int = 0
     output: str = "xeval-out"
     batch_size: int = 16
-    report: dict = field(default_factory=lambda: {"figures": True, "gallery": True})
+    report: ReportSettings = field(default_factory=ReportSettings)
     cache: str | bool | None = None
+    description: str = ""
     source: str | None = None
 
     def to_dict(self) -> dict:
+        """Everything that changes results, in canonical form (hashed, and recorded in
+        the manifest)."""
         return {
             "name": self.name,
-            "dataset": self.dataset,
-            "detectors": self.detectors,
-            "explainers": self.explainers,
-            "metrics": self.metrics,
+            "dataset": self.dataset.to_dict(),
+            "detectors": [d.to_dict() for d in self.detectors],
+            "explainers": [e.to_dict() for e in self.explainers],
+            "metrics": [m.to_dict() for m in self.metrics],
+            "evaluation": asdict(self.evaluation),
             "seed": self.seed,
             "batch_size": self.batch_size,
-            "report": self.report,
+            "report": asdict(self.report),
         }
 
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON of everything that changes results."""
+        """sha256 (16 hex digits) of the canonical JSON of :meth:`to_dict`."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def explainers_for(self, det: DetectorSpec) -> list[ComponentSpec]:
+        return det.explainers if det.explainers is not None else self.explainers
 
+    def metrics_for(self, det: DetectorSpec) -> list[ComponentSpec]:
+        return det.metrics if det.metrics is not None else self.metrics
+
+
+# --------------------------------------------------------------------------- checks
 def _expect(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
 
-def _check_keys(d: dict, allowed: set[str], where: str) -> None:
+def _check_keys(d: Mapping, allowed: set[str], where: str) -> None:
     unknown = sorted(set(d) - allowed)
     _expect(not unknown, f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _load_recipe(spec) -> dict:
+def _int(v, where: str, *, minimum: int | None = None) -> int:
+    ok = isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if ok and minimum is not None:
+        ok = v >= minimum
+    bound = f" >= {minimum}" if minimum is not None else ""
+    _expect(ok, f"{where} must be an integer{bound}, got {v!r}")
+    return int(v)
+
+
+def _bool(v, where: str) -> bool:
+    _expect(isinstance(v, bool), f"{where} must be true or false, got {v!r}")
+    return v
+
+
+def _component(spec, where: str, *, what: str) -> tuple[str, dict]:
+    if isinstance(spec, str):
+        return spec, {}
+    _expect(
+        isinstance(spec, Mapping),
+        f"{where}: a {what} entry must be a name or a mapping with 'name', got {spec!r}",
+    )
+    _expect("name" in spec, f"{where}: a {what} entry needs a 'name' key, got {dict(spec)!r}")
+    params = spec.get("params")
+    if params is not None:
+        _expect(isinstance(params, Mapping), f"{where}: {what} 'params' must be a mapping")
+    merged = {**(params or {}), **{k: v for k, v in spec.items() if k not in ("name", "params")}}
+    return spec["name"], merged
+
+
+# ---------------------------------------------------------------------------- parts
+def _parse_dataset(ds, where: str) -> ComponentSpec:
+    from xeval.registry import DATASETS
+
+    _expect(isinstance(ds, Mapping), f"{where}: 'dataset' must be a mapping, got {ds!r}")
+    fmt = ds.get("format")
+    _expect(
+        fmt in DATASETS,
+        f"{where}: dataset.format must be one of {DATASETS.names()}, got {fmt!r}",
+    )
+    opts = {k: v for k, v in ds.items() if k != "format"}
+    if "image_size" in opts:
+        size = opts.pop("image_size")
+        _expect(
+            isinstance(size, list | tuple)
+            and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size),
+            f"{where}: dataset.image_size must be [H, W] positive integers, got {size!r}",
+        )
+        warnings.warn(
+            f"{where}: dataset.image_size is deprecated and has no effect: images are "
+            "resized to each detector's input size; set the detector's params.input_size",
+            XevalDeprecationWarning,
+            stacklevel=4,
+        )
+    spec = DATASETS.get(fmt)
+    import inspect
+
+    required = [
+        n
+        for n, p in inspect.signature(spec).parameters.items()
+        if p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY
+    ]
+    for n in required:
+        _expect(n in opts, f"{where}: dataset.{n} is required for format {fmt!r}")
+    DATASETS.check_options(fmt, opts, where=f"{where}: dataset (format {fmt!r})")
+    return ComponentSpec(fmt, opts)
+
+
+def _parse_explainers(lst, where: str) -> list[ComponentSpec]:
+    from xeval.explainers.registry import build_explainer
+
+    _expect(isinstance(lst, list) and lst, f"{where} must be a non-empty list")
+    out = []
+    for i, e in enumerate(lst):
+        name, params = _component(e, f"{where}[{i}]", what="explainer")
+        build_explainer({"name": name, **params}, where=f"{where}[{i}]")  # validates
+        out.append(ComponentSpec(name, params))
+    names = [e.name for e in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    _expect(not dup, f"{where}: explainers listed twice: {dup}")
+    return out
+
+
+def build_metrics(specs: list[ComponentSpec], *, where: str = "metrics") -> list:
+    """Instantiate registered metrics from specs (options checked against the class)."""
+    from xeval.registry import METRICS
+
+    out = []
+    for i, s in enumerate(specs):
+        cls = METRICS.get(s.name, where=f"{where}[{i}]")
+        METRICS.check_options(s.name, s.params, where=f"{where}[{i}] {s.name!r}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # e.g. flagged substrates
+                out.append(cls(**s.params))
+        except (InputError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}[{i}] {s.name!r}: {exc}") from exc
+    labels = [m.label for m in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    _expect(not dup, f"{where}: metrics listed twice: {dup}")
+    return out
+
+
+def _parse_metric_list(lst, where: str) -> list[ComponentSpec]:
+    _expect(isinstance(lst, list) and lst, f"{where} must be a non-empty list of metrics")
+    specs = [
+        ComponentSpec(*_component(m, f"{where}[{i}]", what="metric")) for i, m in enumerate(lst)
+    ]
+    build_metrics(specs, where=where)
+    return specs
+
+
+def _load_recipe(spec, where: str) -> dict:
     """A detector entry: a recipe name (file in adapters/), a path, or an inline dict."""
     if isinstance(spec, str):
         path = find_asset("adapters", spec)
         recipe = yaml.safe_load(path.read_text()) or {}
-        _expect(isinstance(recipe, dict), f"detector recipe {path} must be a mapping")
-        return recipe
-    _expect(isinstance(spec, dict), f"detectors entries must be names or mappings, got {spec!r}")
+        _expect(isinstance(recipe, Mapping), f"{where}: detector recipe {path} must be a mapping")
+        return dict(recipe)
+    _expect(
+        isinstance(spec, Mapping),
+        f"{where}: detector entries must be names or mappings, got {spec!r}",
+    )
+    spec = dict(spec)
     if "recipe" in spec:
-        base = _load_recipe(spec["recipe"])
-        params = {**base.get("params", {}), **spec.get("params", {})}
+        base = _load_recipe(spec["recipe"], where)
+        extra = spec.get("params") or {}
+        _expect(isinstance(extra, Mapping), f"{where}.params must be a mapping, got {extra!r}")
+        params = {**(base.get("params") or {}), **extra}
         merged = {**base, **{k: v for k, v in spec.items() if k != "recipe"}}
         merged["params"] = params
         return merged
-    return dict(spec)
+    return spec
 
 
-def parse_config(raw: dict, *, source: str | None = None) -> RunConfig:
-    where = source or "config"
-    _expect(isinstance(raw, dict), f"{where}: a configuration must be a mapping, got {raw!r}")
-    _check_keys(
-        raw,
-        {
-            "name",
-            "seed",
-            "output",
-            "dataset",
-            "detectors",
-            "explainers",
-            "metrics",
-            "batch_size",
-            "report",
-            "description",
-        },
-        where,
+def _edit_metrics(run_metrics: list[ComponentSpec], edit: Mapping, where: str) -> list:
+    """The run's metric list with ``exclude`` (names or labels) removed and ``add``
+    (metric entries) appended, for one detector."""
+    excl = edit.get("exclude") or []
+    _expect(
+        isinstance(excl, list) and all(isinstance(x, str) for x in excl),
+        f"{where}.exclude must be a list of metric names or labels, got {excl!r}",
     )
+    built = build_metrics(run_metrics, where=where)
+    known = {m.name for m in built} | {m.label for m in built}
+    unknown = sorted(set(excl) - known)
+    _expect(not unknown, f"{where}.exclude: {unknown} are not in the run's metrics")
+    kept = [s for s, m in zip(run_metrics, built, strict=True) if not {m.name, m.label} & set(excl)]
+    added = edit.get("add") or []
+    _expect(isinstance(added, list), f"{where}.add must be a list of metrics, got {added!r}")
+    specs = kept + [
+        ComponentSpec(*_component(x, f"{where}.add[{i}]", what="metric"))
+        for i, x in enumerate(added)
+    ]
+    _expect(bool(specs), f"{where}: no metric left for this detector")
+    build_metrics(specs, where=where)
+    return specs
+
+
+# ---------------------------------------------------------------------------- parse
+def parse_config(raw, *, source: str | None = None) -> RunConfig:
+    """Check a configuration mapping in full and return the :class:`RunConfig`.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key (``detectors[0].params``, ``metrics[3] 'aupro'``...),
+        the value, and the valid keys or values.
+    """
+    from xeval.adapters.registry import check_recipe
+
+    where = source or "config"
+    _expect(isinstance(raw, Mapping), f"{where}: a configuration must be a mapping, got {raw!r}")
+    _check_keys(raw, _TOP_KEYS, where)
     for key in ("dataset", "detectors", "explainers"):
         _expect(key in raw, f"{where}: missing required key '{key}'")
-    ds = raw["dataset"]
-    _expect(isinstance(ds, dict), f"{where}: 'dataset' must be a mapping, got {ds!r}")
-    fmt = ds.get("format")
-    _expect(
-        fmt in DATASET_FORMATS,
-        f"{where}: dataset.format must be one of {DATASET_FORMATS}, got {fmt!r}",
-    )
-    if fmt != "textures":
-        _expect("path" in ds, f"{where}: dataset.path is required for format {fmt!r}")
-    size = ds.get("image_size", [128, 128])
-    _expect(
-        isinstance(size, list | tuple)
-        and len(size) == 2
-        and all(isinstance(s, int) and s > 0 for s in size),
-        f"{where}: dataset.image_size must be [H, W] positive integers, got {size!r}",
-    )
-    dets = raw["detectors"]
-    _expect(isinstance(dets, list) and dets, f"{where}: 'detectors' must be a non-empty list")
-    detectors = [_load_recipe(d) for d in dets]
-    for d in detectors:
-        _expect("kind" in d, f"{where}: detector recipe {d!r} has no 'kind'")
-        if "metrics" in d:
-            _expect(isinstance(d["metrics"], dict),
-                    f"{where}: detectors[{d.get('name', d['kind'])}].metrics must be a mapping")
-            _check_keys(d["metrics"], set(_DEFAULT_METRICS) - {"mode", "fpr_limits"},
-                        f"{where}: detectors[{d.get('name', d['kind'])}].metrics")
-        if "explainers" in d:
-            _expect(
-                isinstance(d["explainers"], list) and d["explainers"],
-                f"{where}: detectors[{d.get('name', d['kind'])}].explainers must be a "
-                f"non-empty list (explainers for this detector only)",
-            )
-    names = [d.get("name", d["kind"]) for d in detectors]
-    _expect(len(set(names)) == len(names), f"{where}: detector names must be unique: {names}")
-    expl = raw["explainers"]
-    _expect(isinstance(expl, list) and expl, f"{where}: 'explainers' must be a non-empty list")
-    metrics = copy.deepcopy(_DEFAULT_METRICS)
-    m = raw.get("metrics") or {}
-    _expect(isinstance(m, dict), f"{where}: 'metrics' must be a mapping")
-    _check_keys(m, set(_DEFAULT_METRICS), f"{where}: metrics")
-    metrics.update(m)
-    _expect(
-        metrics["mode"] in ("exact", "binned"),
-        f"{where}: metrics.mode must be 'exact' or 'binned', got {metrics['mode']!r}",
-    )
-    lims = metrics["fpr_limits"]
-    _expect(
-        isinstance(lims, list)
-        and lims
-        and all(isinstance(x, int | float) and 0 < x <= 1 for x in lims),
-        f"{where}: metrics.fpr_limits must be a list of numbers in (0, 1], got {lims!r}",
-    )
-    q = (metrics["threshold"] or {}).get("quantile", 0.99)
-    _expect(
-        isinstance(q, int | float) and 0 < q <= 1,
-        f"{where}: metrics.threshold.quantile must be in (0, 1], got {q!r}",
-    )
-    faith = metrics["faithfulness"]
-    _expect(
-        faith is False or faith is None or isinstance(faith, dict),
-        f"{where}: metrics.faithfulness must be false or a mapping like "
-        f"{{steps: 10, substrate: normal, max_images: 16}}, got {faith!r}",
-    )
-    if isinstance(faith, dict):
-        _check_keys(faith, {"steps", "substrate", "max_images"}, f"{where}: metrics.faithfulness")
-        _expect(
-            faith.get("substrate", "normal")
-            in ("normal", "reconstruction", "road", "black", "blur"),
-            f"{where}: metrics.faithfulness.substrate must be one of normal, "
-            f"reconstruction, road, black, blur; got {faith.get('substrate')!r}",
-        )
-    for key, allowed in (
-        ("robustness", {"radius", "n_samples", "max_images"}),
-        ("sanity", {"max_images"}),
-    ):
-        val = metrics[key]
-        _expect(
-            val is False or val is None or isinstance(val, dict),
-            f"{where}: metrics.{key} must be false or a mapping, got {val!r}",
-        )
-        if isinstance(val, dict):
-            _check_keys(val, allowed, f"{where}: metrics.{key}")
-    vf = metrics["validation_fraction"]
-    _expect(
-        isinstance(vf, int | float) and 0 < vf < 1,
-        f"{where}: metrics.validation_fraction must be in (0, 1), got {vf!r}",
-    )
-    bs = raw.get("batch_size", 16)
-    _expect(isinstance(bs, int) and bs > 0, f"{where}: batch_size must be a positive integer")
-    seed = raw.get("seed", 0)
-    _expect(isinstance(seed, int), f"{where}: seed must be an integer, got {seed!r}")
-    report = {"figures": True, "gallery": True, **(raw.get("report") or {})}
+    name = raw.get("name", "run")
+    _expect(isinstance(name, str) and name, f"{where}: name must be a non-empty string")
+    seed = _int(raw.get("seed", 0), f"{where}: seed", minimum=0)
+    bs = _int(raw.get("batch_size", 16), f"{where}: batch_size", minimum=1)
+    output = raw.get("output", "xeval-out")
+    _expect(isinstance(output, str) and output, f"{where}: output must be a folder path")
     cache = raw.get("cache")
     _expect(
         cache is None or isinstance(cache, bool | str),
         f"{where}: cache must be true/false or a folder path, got {cache!r}",
     )
+    dataset = _parse_dataset(raw["dataset"], where)
+
+    # metrics: a list (by name, with options) or the old mapping of booleans
+    evaluation = {}
+    raw_metrics = raw.get("metrics")
+    legacy_map: dict | None = None
+    if raw_metrics is None:
+        metrics = [ComponentSpec(m) for m in DEFAULT_METRICS]
+    elif isinstance(raw_metrics, Mapping):
+        legacy_map = dict(raw_metrics)
+        entries, evaluation = legacy.translate(legacy_map, where=f"{where}: metrics")
+        metrics = _parse_metric_list(entries, f"{where}: metrics")
+    else:
+        metrics = _parse_metric_list(raw_metrics, f"{where}: metrics")
+
+    ev = raw.get("evaluation") or {}
+    _expect(isinstance(ev, Mapping), f"{where}: evaluation must be a mapping")
+    _check_keys(ev, {"validation_fraction", "bootstrap", "subset"}, f"{where}: evaluation")
+    evaluation = {**evaluation, **ev}
+    vf = evaluation.get("validation_fraction", 0.2)
+    _expect(
+        isinstance(vf, int | float) and not isinstance(vf, bool) and 0 < vf < 1,
+        f"{where}: validation_fraction must be in (0, 1), got {vf!r}",
+    )
+    boot = _int(evaluation.get("bootstrap", 1000), f"{where}: bootstrap", minimum=0)
+    subset = evaluation.get("subset", "first")
+    _expect(
+        subset in SUBSET_STRATEGIES,
+        f"{where}: evaluation.subset must be one of {SUBSET_STRATEGIES}, got {subset!r}",
+    )
+    settings = EvaluationSettings(float(vf), boot, subset)
+
+    explainers = _parse_explainers(raw["explainers"], f"{where}: explainers")
+
+    dets = raw["detectors"]
+    _expect(isinstance(dets, list) and dets, f"{where}: 'detectors' must be a non-empty list")
+    detectors: list[DetectorSpec] = []
+    for i, d in enumerate(dets):
+        w = f"{where}: detectors[{i}]"
+        rec = _load_recipe(d, w)
+        _check_keys(rec, _DETECTOR_KEYS - {"recipe"}, w)
+        _expect("kind" in rec, f"{w}: detector recipe {rec!r} has no 'kind'")
+        checked = check_recipe(
+            {k: v for k, v in rec.items() if k in ("kind", "name", "params", "description")},
+            where=w,
+        )
+        det_expl = None
+        if "explainers" in rec:
+            det_expl = _parse_explainers(rec["explainers"], f"{w}.explainers")
+        det_metrics = None
+        if "metrics" in rec:
+            m = rec["metrics"]
+            if isinstance(m, Mapping) and set(m) <= {"exclude", "add"} and m:
+                det_metrics = _edit_metrics(metrics, m, f"{w}.metrics")
+            elif isinstance(m, Mapping):
+                _expect(
+                    legacy_map is not None,
+                    f"{w}.metrics: give this detector a list of metrics, or "
+                    "{exclude: [names], add: [metrics]} to edit the run's list",
+                )
+                allowed = set(legacy.LEGACY_DEFAULTS) - {"mode", "fpr_limits"}
+                legacy.check_mapping(m, f"{w}.metrics", allowed=allowed)
+                entries, _ = legacy.translate(
+                    legacy.merge_overrides(legacy_map, m), where=f"{w}.metrics", warn=False
+                )
+                det_metrics = _parse_metric_list(entries, f"{w}.metrics")
+            else:
+                det_metrics = _parse_metric_list(m, f"{w}.metrics")
+        detectors.append(
+            DetectorSpec(
+                kind=checked["kind"],
+                name=checked["name"],
+                params=checked["params"],
+                explainers=det_expl,
+                metrics=det_metrics,
+                description=str(rec.get("description", "")),
+            )
+        )
+    names = [d.name for d in detectors]
+    _expect(len(set(names)) == len(names), f"{where}: detector names must be unique: {names}")
+
+    rep = raw.get("report") or {}
+    _expect(isinstance(rep, Mapping), f"{where}: report must be a mapping")
+    _check_keys(rep, {"figures", "gallery", "gallery_metric"}, f"{where}: report")
+    gm = rep.get("gallery_metric")
+    _expect(
+        gm is None or isinstance(gm, str), f"{where}: report.gallery_metric must be a metric name"
+    )
+    report = ReportSettings(
+        figures=_bool(rep.get("figures", True), f"{where}: report.figures"),
+        gallery=_bool(rep.get("gallery", True), f"{where}: report.gallery"),
+        gallery_metric=gm,
+    )
+    description = raw.get("description", "")
     return RunConfig(
-        name=str(raw.get("name", "run")),
-        dataset=dict(ds, image_size=list(size)),
+        name=name,
+        dataset=dataset,
         detectors=detectors,
-        explainers=list(expl),
+        explainers=explainers,
         metrics=metrics,
+        evaluation=settings,
         seed=seed,
-        output=str(raw.get("output", "xeval-out")),
+        output=output,
         batch_size=bs,
         report=report,
         cache=cache,
+        description=str(description or ""),
         source=source,
     )
 
@@ -246,6 +534,9 @@ def load_config(path_or_name: str | Path) -> RunConfig:
     """Read a run configuration from a YAML file, or a protocol name in ``protocols/``."""
     p = Path(path_or_name)
     if not p.is_file():
+        looks_like_path = p.suffix in (".yaml", ".yml") or len(p.parts) > 1
+        if looks_like_path:
+            raise ConfigError(f"config file not found: {p}")
         p = find_asset("protocols", str(path_or_name))
     try:
         raw = yaml.safe_load(p.read_text())
@@ -253,8 +544,9 @@ def load_config(path_or_name: str | Path) -> RunConfig:
         raise ConfigError(f"{p}: not valid YAML ({e})") from e
     cfg = parse_config(raw, source=str(p))
     # relative dataset paths are relative to the config file
-    if "path" in cfg.dataset and not Path(cfg.dataset["path"]).is_absolute():
-        cand = (p.parent / cfg.dataset["path"]).resolve()
+    path = cfg.dataset.params.get("path")
+    if isinstance(path, str) and not Path(path).is_absolute():
+        cand = (p.parent / path).resolve()
         if cand.exists():
-            cfg.dataset["path"] = str(cand)
+            cfg.dataset.params["path"] = str(cand)
     return cfg

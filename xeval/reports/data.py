@@ -138,10 +138,51 @@ class ReportData:
             raise InputError(f"ReportData.manifest must be a dict, got {type(self.manifest)}")
 
 
+DEFAULT_CONTROLS = frozenset({"random", "sobel", "centre"})
+"""Explainer names treated as trivial controls when a results table has no ``control``
+column (tables written by xeval 0.1)."""
+
+_OPTIONAL = {"label": None, "family": "", "params": "{}", "control": None, "headline": 0}
+
+
+def _as_bool(v: object) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in {"true", "1", "yes", "y", "t"}
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return False
+    return bool(v)
+
+
+def controls_of(results: pd.DataFrame) -> frozenset[str]:
+    """The explainers the results mark as trivial controls (``control`` column)."""
+    if "control" in results.columns:
+        flags = results["control"].map(_as_bool)
+        return frozenset(results.loc[flags, "explainer"].astype(str))
+    return DEFAULT_CONTROLS
+
+
+def display_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``results`` keyed for display: ``metric`` holds the metric's label
+    (``"aupro@0.3"``, unique within a run) and the metadata columns of newer tables
+    exist (filled with neutral values for tables written by xeval 0.1)."""
+    df = results.copy()
+    for col, default in _OPTIONAL.items():
+        if col not in df.columns:
+            df[col] = df["metric"] if col == "label" else default
+    label = df["label"].where(df["label"].notna() & (df["label"].astype(str) != ""), df["metric"])
+    df["metric"] = label.astype(str)
+    if df["control"].isna().any():
+        df["control"] = df["explainer"].isin(DEFAULT_CONTROLS)
+    df["control"] = df["control"].map(_as_bool)
+    df["headline"] = pd.to_numeric(df["headline"], errors="coerce").fillna(0).astype(int)
+    return df
+
+
 def check_results(results: pd.DataFrame) -> None:
     """Raise :class:`InputError` unless ``results`` has every column of the long table."""
     if not isinstance(results, pd.DataFrame):
         raise InputError(f"results must be a pandas DataFrame, got {type(results)}")
-    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    required = [c for c in RESULT_COLUMNS if c not in _OPTIONAL]
+    missing = [c for c in required if c not in results.columns]
     if missing:
-        raise InputError(f"results lacks columns {missing}; expected {RESULT_COLUMNS}")
+        raise InputError(f"results lacks columns {missing}; expected {required}")

@@ -16,10 +16,9 @@ from urllib.parse import quote
 import pandas as pd
 
 from xeval import __version__
-from xeval.reports.data import ReportData
+from xeval.reports.data import ReportData, controls_of, display_frame
 from xeval.reports.tables import (
     DAGGER,
-    DEFAULT_CONTROLS,
     DOWN,
     MEAN,
     UP,
@@ -66,7 +65,7 @@ def render_html(
     figure_paths: Mapping[str, str] | None = None,
     tables_md: str | None = None,
     *,
-    controls: Sequence[str] = tuple(DEFAULT_CONTROLS),
+    controls: Sequence[str] | None = None,
     files: Sequence[str] = DEFAULT_FILES,
     decimals: int = 3,
 ) -> str:
@@ -82,8 +81,8 @@ def render_html(
         shown in this order.
     tables_md : str, optional
         The Markdown tables, shown verbatim in a collapsed block.
-    controls : sequence of str
-        Explainer names treated as trivial controls.
+    controls : sequence of str, optional
+        Explainer names treated as trivial controls; default: those the results mark.
     files : sequence of str
         Relative paths of the companion files to link to.
     decimals : int
@@ -94,12 +93,12 @@ def render_html(
     str
         The page.
     """
-    controls = frozenset(controls)
+    controls = controls_of(report.results) if controls is None else frozenset(controls)
     tables = metric_tables(report.results, controls=controls)
     body = [
         _header(report, tables, files),
         _summary(report.results, tables, controls=controls, decimals=decimals),
-        _verdict_section(report.verdicts),
+        _verdict_section(report.verdicts, report.results),
         _rank_section(report.ranks, decimals=decimals),
         _metric_sections(tables, decimals=decimals),
         _figures(figure_paths or {}),
@@ -223,7 +222,7 @@ def _frame_table(df, *, decimals: int) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _verdict_section(verdicts) -> str:
+def _verdict_section(verdicts, results) -> str:
     if verdicts is None or len(verdicts) == 0:
         return ""
     overall = verdicts[verdicts["control"] == "all controls"]
@@ -241,29 +240,19 @@ def _verdict_section(verdicts) -> str:
         "<b>beats</b>: better than every control; <b>loses</b>: worse than some control; "
         "<b>ties</b>: otherwise. Pooled over categories. Per-control numbers: "
         "verdicts.csv.</p>"
-        + _profile(overall)
+        + _profile(overall, results)
         + "<h3>Per metric</h3>"
         + _frame_table(wide.fillna("n/a"), decimals=3)
         + "</section>"
     )
 
 
-FAMILIES = {  # metric -> audit family, for the per-explainer profile
-    "iou@t": "localisation",
-    "pointing_game": "localisation",
-    "relevance_mass": "localisation",
-    "relevance_rank": "localisation",
-    "top_k_intersection": "localisation",
-    "deletion_auc": "faithfulness",
-    "insertion_auc": "faithfulness",
-    "max_sensitivity": "robustness",
-    "mprt_spearman": "sanity",
-}
-
-
-def _profile(overall) -> str:
-    """Per explainer and audit family: metrics where it beats all controls / metrics."""
-    fam = overall.assign(family=overall["metric"].map(FAMILIES).fillna("other"))
+def _profile(overall, results) -> str:
+    """Per explainer and audit family: metrics where it beats all controls / metrics.
+    The family of each metric comes from the results' ``family`` column."""
+    shown = display_frame(results)
+    families = dict(zip(shown["metric"].astype(str), shown["family"].astype(str), strict=False))
+    fam = overall.assign(family=overall["metric"].map(lambda m: families.get(m) or "other"))
     fam = fam[fam["verdict"] != "undefined"]
     if fam.empty:
         return ""

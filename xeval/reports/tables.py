@@ -21,16 +21,13 @@ import numpy as np
 import pandas as pd
 
 from xeval.errors import InputError
-from xeval.reports.data import check_results
-
-DEFAULT_CONTROLS = frozenset({"random", "sobel", "centre"})
-"""Explainer names treated as trivial controls."""
+from xeval.reports.data import DEFAULT_CONTROLS, check_results, display_frame
 
 MEAN = "mean"
 DAGGER = "\u2020"
 UP, DOWN = "\u2191", "\u2193"
 HEADLINE_METRICS = ("pixel_auroc", "aupro@0.3", "image_auroc")
-"""Metrics of the summary table, in this order, when present."""
+"""Metrics of the summary table of results tables without a ``headline`` column."""
 
 _KEY = ["detector", "explainer", "dataset", "category", "protocol", "metric"]
 
@@ -230,10 +227,19 @@ def summary_frame(
 
 
 def headline_metrics(results: pd.DataFrame) -> list[str]:
-    """The summary metrics present in ``results``: pixel AUROC, AUPRO, image AUROC.
+    """The summary metrics of ``results`` (labels): those whose ``headline`` is 1 (the
+    metric's own metadata), localisation first, then detection; for tables without a
+    ``headline`` column, pixel AUROC, AUPRO and image AUROC.
 
     ``aupro@0.3`` falls back to the first other ``aupro@L`` present.
     """
+    if "headline" in results.columns:
+        df = display_frame(results)
+        top = df[df["headline"] == 1]
+        order = {"localisation": 0, "detection": 2}
+        labels = list(dict.fromkeys(top["metric"].astype(str)))
+        fam = dict(zip(top["metric"].astype(str), top["family"].astype(str), strict=False))
+        return sorted(labels, key=lambda m: order.get(fam.get(m, ""), 1))
     present = list(dict.fromkeys(results["metric"].astype(str)))
     out = []
     for m in HEADLINE_METRICS:
@@ -437,8 +443,9 @@ def _tex(text: object) -> str:
 
 
 def _normalise(results: pd.DataFrame) -> pd.DataFrame:
-    """String keys, float values, bool direction; NaN keys become ``""``."""
-    df = results.copy()
+    """Display keys (metric = label), string keys, float values, bool direction; NaN
+    keys become ``""``."""
+    df = display_frame(results)
     for c in _KEY + ["note"]:
         df[c] = df[c].where(df[c].notna(), "").astype(str)
     for c in ["value", "ci_low", "ci_high", "threshold", "n"]:

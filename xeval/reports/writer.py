@@ -26,15 +26,26 @@ from pathlib import Path
 import pandas as pd
 
 from xeval._io import atomic_write_json, atomic_write_text, safe_join
-from xeval.reports.data import ReportData, check_results
+from xeval.reports.data import ReportData, check_results, controls_of, display_frame
 from xeval.reports.figures import plot_category_bars, plot_curves, plot_gallery
 from xeval.reports.html import render_html
-from xeval.reports.tables import DEFAULT_CONTROLS, headline_metrics, markdown_tables
+from xeval.reports.tables import headline_metrics, markdown_tables
 from xeval.results import RESULT_COLUMNS
 
 FIGURES_DIR = "figures"
 CURVE_FILES = {"roc": "roc_pixel", "pro": "pro", "image_roc": "roc_image"}
-_STRING_COLUMNS = ["detector", "explainer", "dataset", "category", "protocol", "metric", "note"]
+_STRING_COLUMNS = [
+    "detector",
+    "explainer",
+    "dataset",
+    "category",
+    "protocol",
+    "metric",
+    "label",
+    "family",
+    "params",
+    "note",
+]
 _FLOAT_COLUMNS = ["value", "ci_low", "ci_high", "threshold"]
 
 
@@ -44,7 +55,7 @@ def write_report(
     *,
     figures: bool = True,
     bar_metrics: Sequence[str] | None = None,
-    controls: Iterable[str] = DEFAULT_CONTROLS,
+    controls: Iterable[str] | None = None,
     decimals: int = 3,
 ) -> dict[str, Path]:
     """Write the report files into ``out_dir`` (created if needed).
@@ -60,8 +71,9 @@ def write_report(
     bar_metrics : sequence of str, optional
         Metrics drawn as per-category bars; default: pixel_auroc, aupro@0.3 (or the
         first aupro@L) and image_auroc, those present.
-    controls : iterable of str
-        Explainer names treated as trivial controls.
+    controls : iterable of str, optional
+        Explainer names treated as trivial controls; default: those the results mark
+        (``control`` column).
     decimals : int
         Decimals in the tables.
 
@@ -71,7 +83,7 @@ def write_report(
         Path relative to ``out_dir`` (e.g. ``"figures/pro.png"``) -> absolute path,
         in writing order; ``index.html`` last.
     """
-    controls = frozenset(controls)
+    controls = controls_of(report.results) if controls is None else frozenset(controls)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -124,6 +136,10 @@ def read_results_csv(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=na)
     df["n"] = pd.to_numeric(df["n"]).astype(int)
     df["higher_is_better"] = df["higher_is_better"].map(_parse_bool).astype(bool)
+    if "control" in df.columns:
+        df["control"] = df["control"].map(_parse_bool).astype(bool)
+    if "headline" in df.columns:
+        df["headline"] = pd.to_numeric(df["headline"], errors="coerce").fillna(0).astype(int)
     return df
 
 
@@ -154,7 +170,7 @@ def _write_figures(
         if kind in kinds:
             limit = _fpr_limit(report.results)
             plot_curves(report.curves, kind, target(key), fpr_limit=limit, controls=controls)
-    present = set(report.results["metric"].astype(str))
+    present = set(display_frame(report.results)["metric"].astype(str))
     metrics = headline_metrics(report.results) if bar_metrics is None else bar_metrics
     used: set[str] = set()
     for metric in metrics:
@@ -185,7 +201,19 @@ def _unique(key: str, used: set[str]) -> str:
 
 
 def _fpr_limit(results: pd.DataFrame, default: float = 0.3) -> float:
-    """The L of the first ``aupro@L`` metric, else ``default``."""
+    """The FPR limit of the first ``aupro`` metric (from its ``params``), else
+    ``default``; tables without ``params`` (xeval 0.1) are read from the name."""
+    import json
+
+    if "params" in results.columns:
+        rows = results[results["metric"].astype(str) == "aupro"]
+        for p in dict.fromkeys(rows["params"].astype(str)):
+            try:
+                value = float(json.loads(p).get("fpr_limit", default))
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if 0 < value <= 1:
+                return value
     for m in dict.fromkeys(results["metric"].astype(str)):
         match = re.fullmatch(r"aupro@([0-9.eE+-]+)", m)
         if match:

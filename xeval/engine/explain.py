@@ -1,0 +1,112 @@
+"""Turning a detector's outputs and an explainer into the :class:`~xeval.metrics.base.
+Explanation` that metrics read (shared by the calibrate, evaluate, probe and gallery
+phases). Explainers see ``record.inputs`` only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xeval.adapters.base import Detector
+from xeval.errors import InputError
+from xeval.explainers.base import Explainer
+from xeval.metrics.base import Explanation, ProbeContext
+from xeval.metrics.resize import resize_to
+from xeval.record import Inputs, Record
+
+__all__ = [
+    "checked_predict",
+    "explain_inputs",
+    "explain_record",
+    "explanation_fn",
+    "to_native",
+]
+
+
+def checked_predict(det: Detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``det.predict(images)`` with its shapes and values checked (errors name it)."""
+    scores, maps = det.predict(images)
+    scores = np.asarray(scores)
+    maps = np.asarray(maps)
+    b = images.shape[0]
+    if scores.shape != (b,):
+        raise InputError(
+            f"detector {det.name!r}: predict returned scores of shape "
+            f"{scores.shape}, expected ({b},)"
+        )
+    if maps.ndim != 3 or maps.shape[0] != b:
+        raise InputError(
+            f"detector {det.name!r}: predict returned maps of shape {maps.shape}, "
+            f"expected ({b}, h, w)"
+        )
+    if not np.isfinite(scores).all() or not np.isfinite(maps).all():
+        raise InputError(f"detector {det.name!r}: predict returned NaN or inf scores/maps")
+    return scores, maps
+
+
+def explain_inputs(
+    expl: Explainer, det: Detector, inputs: Inputs, maps: np.ndarray | None
+) -> np.ndarray:
+    """``expl``'s ``(B, h, w)`` maps of ``inputs`` (checked)."""
+    a = np.asarray(expl.explain(det, inputs, maps=maps))
+    if a.ndim != 3 or a.shape[0] != len(inputs):
+        raise InputError(
+            f"explainer {expl.name!r} returned shape {a.shape}, expected ({len(inputs)}, h, w)"
+        )
+    if not np.isfinite(a).all():
+        raise InputError(f"explainer {expl.name!r} returned NaN or inf values")
+    return a
+
+
+def to_native(a: np.ndarray, sizes) -> list[np.ndarray]:
+    """Each map bilinearly resized to its image's native (mask) size."""
+    return [resize_to(a[i], sizes[i]) for i in range(a.shape[0])]
+
+
+def image_scores(expl: Explainer, det_scores: np.ndarray, native: list[np.ndarray]):
+    """``(scores, note)``: the detector's score for its own map, else the map's maximum."""
+    if getattr(expl, "image_score", "max") == "detector":
+        return np.asarray(det_scores, dtype=float), "image score = detector score"
+    return np.array([m.max() for m in native], dtype=float), "image score = max of map"
+
+
+def explain_record(
+    expl: Explainer,
+    det: Detector,
+    record: Record,
+    det_scores: np.ndarray,
+    det_maps: np.ndarray,
+    *,
+    calibration=None,
+    probe: ProbeContext | None = None,
+) -> Explanation:
+    """The :class:`Explanation` of ``record`` by ``expl`` (maps at the detector's and at
+    the native resolution, image scores, calibration, probe context)."""
+    a = explain_inputs(expl, det, record.inputs, det_maps)
+    native = to_native(a, record.inputs.native_sizes)
+    scores, note = image_scores(expl, det_scores, native)
+    return Explanation(
+        explainer=expl.name,
+        maps=a,
+        native=native,
+        scores=scores,
+        control=bool(expl.control),
+        calibration=calibration or {},
+        probe=probe,
+        score_note=note,
+    )
+
+
+def explanation_fn(expl: Explainer, *, category: str, ids: list[str]):
+    """``fn(detector, images) -> maps``: ``expl`` on other images or another detector
+    (robustness perturbations, the randomisation test). Images of the original subset
+    keep their ids; other images (perturbed copies) get ids derived from them, so that
+    per-sample randomness (the random control) is not the original's."""
+
+    def fn(detector: Detector, images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        sids = ids[:n] if n == len(ids) else [f"{ids[i % len(ids)]}#p{i}" for i in range(n)]
+        inputs = Inputs(ids=sids, category=category, images=images)
+        maps = detector.predict(images)[1] if "map" in expl.requires else None
+        return np.asarray(expl.explain(detector, inputs, maps=maps), dtype=np.float32)
+
+    return fn

@@ -1,0 +1,128 @@
+"""The best and worst test image of each explainer in a unit, by a per-image metric
+(default: the first per-image localisation metric of the run), with its mask and
+explanation map at native resolution (re-explained: the stream keeps no maps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xeval.adapters.base import Detector
+from xeval.data.loader import iter_batches
+from xeval.data.split import CategorySplit
+from xeval.engine.evaluate import MetricStates
+from xeval.engine.explain import checked_predict, explain_inputs, to_native
+from xeval.explainers.base import Explainer
+from xeval.metrics.base import Metric
+
+__all__ = ["gallery_candidates", "gallery_items", "gallery_metric"]
+
+
+def gallery_metric(metrics: list[Metric], wanted: str | None) -> int | None:
+    """Index of the metric ranking the gallery: ``wanted`` (a name or label), else the
+    first per-image localisation metric; None when there is none."""
+    for i, m in enumerate(metrics):
+        if wanted is not None and wanted in (m.name, m.label) and m.per_image:
+            return i
+    if wanted is not None:
+        return None
+    for i, m in enumerate(metrics):
+        if m.per_image and m.family == "localisation":
+            return i
+    return None
+
+
+def gallery_candidates(
+    det: Detector,
+    explainers: list[Explainer],
+    metrics: list[Metric],
+    states: dict[str, MetricStates],
+    split: CategorySplit,
+    *,
+    wanted: str | None,
+    batch_size: int,
+) -> list[dict]:
+    """One ``best`` and one ``worst`` item per explainer (see the module docstring)."""
+    i = gallery_metric(metrics, wanted)
+    if i is None:
+        return []
+    m = metrics[i]
+    by_id = {s.id: s for s in split.test}
+    items = []
+    for e in explainers:
+        v = states[e.name].compute(i)
+        vals = np.asarray(v.per_image, dtype=float)
+        if v.ids is None or not np.isfinite(vals).any():
+            continue
+        sign = 1.0 if m.higher_is_better else -1.0
+        best = int(np.nanargmax(sign * vals))
+        worst = int(np.nanargmin(sign * vals))
+        picks = [(rank, v.ids[j], float(vals[j])) for rank, j in (("best", best), ("worst", worst))]
+        samples = [by_id[sid] for _, sid, _ in picks]
+        rec = next(
+            iter_batches(
+                samples,
+                batch_size=len(samples),
+                image_size=tuple(det.input_size),
+                with_masks=True,
+                category=split.category,
+            )
+        )
+        _, dmaps = checked_predict(det, rec.inputs.images)
+        maps = to_native(explain_inputs(e, det, rec.inputs, dmaps), rec.inputs.native_sizes)
+        for k, (rank, sid, value) in enumerate(picks):
+            items.append(
+                {
+                    "detector": det.name,
+                    "explainer": e.name,
+                    "category": split.category,
+                    "rank": rank,
+                    "metric": m.label,
+                    "higher_is_better": bool(m.higher_is_better),
+                    "value": value,
+                    "sample_id": sid,
+                    "image_path": str(by_id[sid].image_path),
+                    "mask": rec.targets.masks[k],
+                    "amap": maps[k].astype(np.float32),
+                }
+            )
+    return items
+
+
+def gallery_items(gallery: list[dict]) -> list:
+    """Report items: per (detector, explainer), the best and the worst image over all
+    categories (the metric's direction respected), with the image read from disk."""
+    from xeval.data.io import read_image
+    from xeval.metrics.resize import resize_to
+    from xeval.reports import GalleryItem
+
+    chosen: dict = {}
+    for g in gallery:
+        k = (g["detector"], g["explainer"], g["rank"])
+        sign = 1.0 if g.get("higher_is_better", True) else -1.0
+        better = sign * g["value"] > sign * chosen[k]["value"] if k in chosen else True
+        worse = sign * g["value"] < sign * chosen[k]["value"] if k in chosen else True
+        if (g["rank"] == "best" and better) or (g["rank"] == "worst" and worse):
+            chosen[k] = g
+    order = {"best": 0, "worst": 1}
+    items = []
+    for g in sorted(
+        chosen.values(), key=lambda g: (g["detector"], g["explainer"], order[g["rank"]])
+    ):
+        img = read_image(g["image_path"])
+        if img.shape[:2] != g["mask"].shape:
+            img = np.moveaxis(resize_to(np.moveaxis(img, -1, 0), g["mask"].shape), 0, -1)
+        items.append(
+            GalleryItem(
+                detector=g["detector"],
+                explainer=g["explainer"],
+                category=g["category"],
+                sample_id=g["sample_id"],
+                rank=g["rank"],
+                metric=g.get("metric", ""),
+                value=float(g["value"]),
+                image=img,
+                mask=g["mask"],
+                amap=g["amap"],
+            )
+        )
+    return items

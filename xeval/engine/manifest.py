@@ -1,0 +1,59 @@
+"""Phase 8 -- manifest: versions, seed, configuration (as given and resolved), config
+hash, dataset fingerprint, the subsets the costly metrics ran on, and timings."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import platform
+import sys
+
+import xeval
+from xeval.data.split import CategorySplit
+from xeval.protocols.config import RunConfig
+
+__all__ = ["build_manifest", "dataset_fingerprint"]
+
+_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "captum", "pandas", "scikit-image")
+
+
+def dataset_fingerprint(splits: dict[str, CategorySplit]) -> str:
+    """sha256 (16 hex digits) over the splits' fingerprints (ids, paths, sizes)."""
+    fp = hashlib.sha256("".join(s.fingerprint() for s in splits.values()).encode())
+    return fp.hexdigest()[:16]
+
+
+def build_manifest(
+    cfg: RunConfig,
+    splits: dict[str, CategorySplit],
+    *,
+    timings: dict,
+    units: dict,
+) -> dict:
+    """The run's manifest; ``units`` maps ``"category/detector"`` to what each unit
+    resolved (detector config, explainer configs, metrics with options, subsets)."""
+    versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "xeval_version": xeval.__version__,
+        "versions": versions,
+        "platform": platform.platform(),
+        "config": cfg.to_dict(),
+        "config_source": cfg.source,
+        "config_hash": cfg.config_hash(),
+        "seed": cfg.seed,
+        "dataset_fingerprint": dataset_fingerprint(splits),
+        "dataset_categories": {c: s.counts() for c, s in splits.items()},
+        "units": units,
+        "timings": timings,
+        "metric_notes": {
+            "pixel metrics": "maps upsampled bilinearly to the mask's native size; no "
+            "normalisation, no clamping",
+            "thresholds": "chosen on normal validation images held out from training",
+            "subsets": f"costly metrics use '{cfg.evaluation.subset}' subsets (listed under units)",
+        },
+    }

@@ -1,0 +1,313 @@
+"""Run a configuration: dataset x detectors x explainers x metrics -> results and report.
+
+This module only composes the phases, each a module of :mod:`xeval.engine`:
+
+1. :mod:`~xeval.engine.load` -- the dataset's splits; fit / validation images;
+2. :mod:`~xeval.engine.fit` -- the detector on normal images; normal references;
+3. :mod:`~xeval.engine.calibrate` -- thresholds (and other calibrations) on normal
+   validation images, never on the test set;
+4. :mod:`~xeval.engine.evaluate` -- one streaming pass over the test set;
+5. :mod:`~xeval.engine.probes` -- robustness / randomisation on their subsets
+   (:mod:`~xeval.engine.subsets`);
+6. :mod:`~xeval.engine.collect` and :mod:`~xeval.engine.gallery` -- result rows,
+   per-image rows, curves, gallery;
+7. :mod:`~xeval.engine.checkpoint` -- each (category, detector) unit saved atomically
+   as it finishes (an interrupted run resumes where it stopped);
+8. :mod:`~xeval.engine.manifest` -- versions, configuration, fingerprints, timings.
+
+The engine never names a metric: it loops over the metrics a configuration lists.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xeval._io import atomic_write_json, atomic_write_text, safe_join
+from xeval.adapters.base import Detector
+from xeval.data.split import CategorySplit
+from xeval.engine import calibrate, checkpoint, collect, evaluate, fit, gallery, load, probes
+from xeval.engine.manifest import build_manifest
+from xeval.engine.subsets import subsets_for
+from xeval.errors import InputError
+from xeval.explainers.base import Explainer
+from xeval.explainers.pairing import capabilities, check_pairings
+from xeval.metrics.base import Metric, ProbeContext
+from xeval.protocols.config import RunConfig, build_metrics
+from xeval.results import results_frame
+
+__all__ = ["RunResult", "evaluate_unit", "run"]
+
+VERDICT_FAMILIES = ("localisation", "faithfulness", "robustness", "sanity")
+"""Families whose per-image metrics get verdicts against the controls."""
+
+
+@dataclass
+class RunResult:
+    results: pd.DataFrame
+    curves: pd.DataFrame
+    per_image: pd.DataFrame
+    manifest: dict
+    out_dir: Path
+    files: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------- one unit
+def _check_metric_needs(det: Detector, metrics: list[Metric]) -> None:
+    can = capabilities(det)
+    for m in metrics:
+        missing = sorted((set(m.needs) & {"gradients"}) - can)
+        if missing:
+            raise InputError(
+                f"metric {m.label!r} needs {missing}, which detector {det.name!r} does not "
+                "provide (a differentiable score)"
+            )
+
+
+def _with_cache(explainers, det, fit_samples, seed: int, cache_dir: Path) -> list[Explainer]:
+    """Wrap attribution explainers in an on-disk cache keyed by the detector's config,
+    seed and the exact fitting images (fits are deterministic for a seed)."""
+    from xeval.explainers.cache import CachedExplainer
+
+    blob = json.dumps(
+        {
+            "detector": det.config(),
+            "seed": seed,
+            "fit": [(s.id, str(s.image_path)) for s in fit_samples],
+            "size": list(det.input_size),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()
+    return [
+        e if (e.control or "map" in e.requires) else CachedExplainer(e, cache_dir, detector_key=key)
+        for e in explainers
+    ]
+
+
+def evaluate_unit(
+    det: Detector,
+    explainers: list[Explainer],
+    split: CategorySplit,
+    cfg: RunConfig,
+    *,
+    metrics: list[Metric] | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
+    """Fit ``det`` on the category's normal images, explain and score the test set.
+
+    Returns a dict with ``rows`` (results rows), ``curves``, ``per_image`` (rows),
+    ``gallery`` (candidates), ``timings``, ``subsets`` (ids of the costly metrics'
+    images) and ``configs`` (what was resolved).
+    """
+    cat = split.category
+    if not split.test:
+        raise InputError(f"category {cat!r}: the test set is empty")
+    metrics = build_metrics(cfg.metrics) if metrics is None else metrics
+    check_pairings(det, explainers)
+    _check_metric_needs(det, metrics)
+    bs = cfg.batch_size
+    fit_s, val_s = load.fit_and_validation(split, cfg)
+    timings = {"fit_s": fit.fit_detector(det, fit_s, batch_size=bs, category=cat)}
+
+    needs_reference = any(hasattr(e, "fit_reference") for e in explainers) or any(
+        "reference" in m.needs for m in metrics
+    )
+    reference = None
+    if needs_reference:
+        reference = fit.reference_images(det, fit_s, seed=cfg.seed, batch_size=bs, category=cat)
+        for e in explainers:
+            if hasattr(e, "fit_reference"):
+                e.fit_reference(reference)
+    if cache_dir is not None:
+        explainers = _with_cache(explainers, det, fit_s, cfg.seed, cache_dir)
+
+    requests = [r for m in metrics for r in m.calibrations()]
+    calibration, timings["validation_s"] = calibrate.calibrate(
+        det, explainers, requests, val_s, batch_size=bs, category=cat
+    )
+    subsets = subsets_for(
+        metrics, split.test, strategy=cfg.evaluation.subset, seed=cfg.seed, category=cat
+    )
+
+    @functools.cache
+    def normal_batches() -> list:
+        return list(fit.normal_images(fit_s, det, batch_size=bs, category=cat))
+
+    def probe_for(e: Explainer, ids: list[str] | None = None) -> ProbeContext:
+        return ProbeContext(
+            detector=det,
+            reference=reference,
+            normal_batches=normal_batches,
+            seed=cfg.seed,
+            batch_size=bs,
+        )
+
+    states, scores_by_id, timings["test_s"] = evaluate.stream(
+        det,
+        explainers,
+        metrics,
+        split.test,
+        batch_size=bs,
+        category=cat,
+        calibration=calibration,
+        subsets=subsets,
+        probe_for=probe_for,
+    )
+    timings["probes_s"] = probes.run_probes(
+        det,
+        explainers,
+        metrics,
+        split.test,
+        states,
+        category=cat,
+        calibration=calibration,
+        subsets=subsets,
+        probe_for=probe_for,
+    )
+    unit = collect.collect_unit(
+        detector=det.name,
+        explainers=explainers,
+        metrics=metrics,
+        states=states,
+        scores_by_id=scores_by_id,
+        split=split,
+        dataset=cfg.dataset.name,
+        protocol=cfg.name,
+        n_boot=cfg.evaluation.bootstrap,
+        seed=cfg.seed,
+        subsets=subsets,
+    )
+    t = time.perf_counter()
+    unit["gallery"] = (
+        gallery.gallery_candidates(
+            det,
+            explainers,
+            metrics,
+            states,
+            split,
+            wanted=cfg.report.gallery_metric,
+            batch_size=bs,
+        )
+        if cfg.report.gallery
+        else []
+    )
+    timings["gallery_s"] = time.perf_counter() - t
+    unit["timings"] = {f"{cat}/{det.name}/{k}": v for k, v in timings.items()}
+    unit["subsets"] = subsets
+    unit["configs"] = {
+        "detector": det.config(),
+        "explainers": [e.config() for e in explainers],
+        "metrics": [{"name": m.name, "label": m.label, "params": m.params} for m in metrics],
+    }
+    return unit
+
+
+#: The 0.1 name of :func:`evaluate_unit`.
+evaluate_detector = evaluate_unit
+
+
+# ------------------------------------------------------------------------------ run
+def _verdict_metrics(results: pd.DataFrame, per_image: pd.DataFrame) -> dict[str, bool]:
+    rows = results[results["family"].isin(VERDICT_FAMILIES)]
+    out: dict[str, bool] = {}
+    for label, hib in zip(rows["label"], rows["higher_is_better"], strict=True):
+        if label in per_image.columns:
+            out.setdefault(label, bool(hib))
+    return out
+
+
+def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = True) -> RunResult:
+    """Run ``cfg`` and write the report into ``out_dir`` (default ``cfg.output``)."""
+    from xeval.adapters.registry import build_detector
+    from xeval.engine.verdicts import rank_table, verdicts
+    from xeval.explainers.registry import build_explainer
+    from xeval.reports import ReportData, write_report
+
+    t_start = time.perf_counter()
+    out = Path(out_dir or cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    part_dir = safe_join(out, ".partial", cfg.config_hash())
+    part_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = None
+    if cfg.cache:
+        cache_dir = (
+            safe_join(out, ".cache", "explanations") if cfg.cache is True else Path(cfg.cache)
+        )
+    timings: dict = {}
+    t = time.perf_counter()
+    splits = load.load_dataset(cfg)
+    timings["dataset_s"] = time.perf_counter() - t
+    rows, curves, per_image, items, resolved = [], [], [], [], {}
+    for cat, split in splits.items():
+        for dspec in cfg.detectors:
+            path = checkpoint.unit_path(part_dir, cat, dspec.name)
+            unit = checkpoint.load_unit(path) if resume else None
+            if unit is None:
+                recipe = dspec.recipe()
+                recipe["params"].setdefault("seed", cfg.seed)
+                det = build_detector(recipe)
+                explainers = [
+                    build_explainer(e.to_dict(), where=f"detector {dspec.name!r} explainers")
+                    for e in cfg.explainers_for(dspec)
+                ]
+                metrics = build_metrics(cfg.metrics_for(dspec))
+                print(
+                    f"[xeval] {cat}: {det.name} (fit + explain {len(explainers)} explainers, "
+                    f"{len(metrics)} metrics)",
+                    file=sys.stderr,
+                )
+                unit = evaluate_unit(
+                    det, explainers, split, cfg, metrics=metrics, cache_dir=cache_dir
+                )
+                checkpoint.save_unit(path, unit)
+            else:
+                print(f"[xeval] {cat}: {dspec.name} (resumed from {path.parent})", file=sys.stderr)
+            rows += unit["rows"]
+            curves += unit["curves"]
+            per_image += unit["per_image"]
+            items += unit["gallery"]
+            timings.update(unit["timings"])
+            resolved[f"{cat}/{dspec.name}"] = {
+                **unit.get("configs", {}),
+                "subsets": unit.get("subsets", {}),
+            }
+    rows += collect.mean_rows(rows)
+    results = results_frame(rows)
+    curves_df = pd.DataFrame(
+        curves, columns=["detector", "explainer", "category", "curve", "x", "y"]
+    )
+    per_image_df = pd.DataFrame(per_image)
+    timings["total_s"] = time.perf_counter() - t_start
+    manifest = build_manifest(cfg, splits, timings=timings, units=resolved)
+    verdict_df = verdicts(
+        per_image_df,
+        metrics=_verdict_metrics(results, per_image_df),
+        n_boot=cfg.evaluation.bootstrap,
+        seed=cfg.seed,
+    )
+    headline = results[(results["headline"].astype(int) > 0) & (results["family"] != "detection")]
+    ranks_df = rank_table(results, metrics=list(dict.fromkeys(headline["label"])))
+    report = ReportData(
+        verdicts=verdict_df,
+        ranks=ranks_df,
+        results=results,
+        curves=curves_df,
+        gallery=gallery.gallery_items(items) if cfg.report.gallery else [],
+        manifest=manifest,
+        title=f"xeval report: {cfg.name}",
+    )
+    files = write_report(report, out, figures=cfg.report.figures)
+    atomic_write_text(out / "per_image.csv", per_image_df.to_csv(index=False))
+    files["per_image.csv"] = out / "per_image.csv"
+    manifest["timings"]["report_s"] = time.perf_counter() - t_start - timings["total_s"]
+    atomic_write_json(out / "manifest.json", manifest)
+    return RunResult(results, curves_df, per_image_df, manifest, out, files)
