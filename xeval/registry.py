@@ -124,8 +124,14 @@ class Registry(Generic[T]):
 
 
 # ------------------------------------------------------------------------- options
+def _no_options() -> None:
+    """The signature of a class without constructor options."""
+
+
 def _callable_of(entry: Any) -> Callable:
-    return entry.__init__ if isinstance(entry, type) else entry
+    if isinstance(entry, type):
+        return _no_options if entry.__init__ is object.__init__ else entry.__init__
+    return entry
 
 
 def option_spec(entry: Any) -> dict[str, inspect.Parameter]:

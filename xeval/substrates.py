@@ -58,6 +58,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
 from xeval.errors import InputError
+from xeval.rng import rng as make_rng
 
 __all__ = [
     "ANOMALY_NOTE",
@@ -190,9 +191,10 @@ class BoundSubstrate(ABC):
         """Replacement content ``(n, C, H, W)`` float32 for ``n`` jobs.
 
         ``idx`` ``(n,)``: image index of each job; ``removed`` ``(n, H, W)`` bool: the
-        removed pixels; ``keys`` ``(n,)`` int: a job number used to seed noise (so that
-        values do not depend on how jobs are chunked). Only the values at removed pixels
-        are used.
+        removed pixels; ``keys``: one key per job seeding its noise -- an int, a str or a
+        tuple of them, e.g. ``(sample id, step)`` -- so that values depend neither on how
+        jobs are chunked nor on an image's position in a call. Only the values at
+        removed pixels are used.
         """
 
 
@@ -572,7 +574,7 @@ class _RoadBound(BoundSubstrate):
             if self.full is not None and m.all():
                 out[j] = self.full[0]
                 continue
-            rng = np.random.default_rng([self.seed, int(k)])
+            rng = make_rng(self.seed, *(k if isinstance(k, tuple) else (k,)))
             out[j] = road_impute(self.images[i], m, noise=self.noise, rng=rng)
         return out
 

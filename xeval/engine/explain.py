@@ -4,6 +4,8 @@ phases). Explainers see ``record.inputs`` only."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from xeval.adapters.base import Detector
@@ -96,17 +98,26 @@ def explain_record(
     )
 
 
-def explanation_fn(expl: Explainer, *, category: str, ids: list[str]):
-    """``fn(detector, images) -> maps``: ``expl`` on other images or another detector
-    (robustness perturbations, the randomisation test). Images of the original subset
-    keep their ids; other images (perturbed copies) get ids derived from them, so that
-    per-sample randomness (the random control) is not the original's."""
+def _digest(image: np.ndarray) -> str:
+    a = np.ascontiguousarray(image, dtype=np.float32)
+    return hashlib.sha1(a.tobytes(), usedforsecurity=False).hexdigest()[:16]
 
-    def fn(detector: Detector, images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        sids = ids[:n] if n == len(ids) else [f"{ids[i % len(ids)]}#p{i}" for i in range(n)]
-        inputs = Inputs(ids=sids, category=category, images=images)
-        maps = detector.predict(images)[1] if "map" in expl.requires else None
+
+def explanation_fn(expl: Explainer, *, category: str, ids: list[str], images: np.ndarray):
+    """``fn(detector, images) -> maps``: ``expl`` on other images or another detector
+    (robustness perturbations, the randomisation test). An image of the subset
+    (``images``, ``ids``) keeps its id; any other image (a perturbed copy) is named by a
+    digest of its pixels -- so per-sample randomness (the random control) follows the
+    image itself, whatever batch or worker it is explained in."""
+    known = {_digest(im): sid for im, sid in zip(images, ids, strict=True)}
+
+    def fn(detector: Detector, batch: np.ndarray) -> np.ndarray:
+        sids = []
+        for im in batch:
+            d = _digest(im)
+            sids.append(known.get(d, f"~{d}"))
+        inputs = Inputs(ids=sids, category=category, images=batch)
+        maps = detector.predict(batch)[1] if "map" in expl.requires else None
         return np.asarray(expl.explain(detector, inputs, maps=maps), dtype=np.float32)
 
     return fn

@@ -56,7 +56,9 @@ def run_probes(
         scores, dmaps = checked_predict(det, rec.inputs.images)
         for e in explainers:
             probe = probe_for(e, list(ids))
-            probe.explain_fn = explanation_fn(e, category=category, ids=list(ids))
+            probe.explain_fn = explanation_fn(
+                e, category=category, ids=list(ids), images=rec.inputs.images
+            )
             expl = explain_record(
                 e, det, rec, scores, dmaps, calibration=calibration[e.name], probe=probe
             )

@@ -46,6 +46,7 @@ from xeval.errors import InputError, UndefinedMetricWarning
 from xeval.metrics.base import PerImageMetric
 from xeval.metrics.resize import resize_to
 from xeval.registry import METRICS
+from xeval.rng import rng as make_rng
 from xeval.substrates import (
     ANOMALY_NOTE,
     BoundSubstrate,
@@ -104,6 +105,16 @@ def _check_attributions(attributions, images: np.ndarray, *, allow_channels: boo
             "attribution maps must be finite"
         )
     return a
+
+
+def _keys(keys, b: int) -> list:
+    """One key per image (positions by default) seeding its randomness."""
+    if keys is None:
+        return list(range(b))
+    keys = list(keys)
+    if len(keys) != b:
+        raise InputError(f"keys has {len(keys)} entries for {b} images")
+    return keys
 
 
 def _warn_undefined(metric: str, images: np.ndarray, why: str) -> None:
@@ -211,6 +222,7 @@ def _raw_curves(
     ascending: bool,
     insertion: bool,
     metric: str,
+    keys=None,
 ):
     """Raw scores ``(B, steps+1)`` (NaN rows for constant maps), fractions, substrate."""
     images = _check_images(images)
@@ -220,6 +232,7 @@ def _raw_curves(
     batch_size = check_positive_int(batch_size, "batch_size")
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
+    keys = _keys(keys, b)
     labels, rel = _regions(attr, patch_size)
     n_regions = rel.shape[1]
     counts = np.rint(np.arange(steps + 1) * n_regions / steps).astype(np.int64)
@@ -242,9 +255,9 @@ def _raw_curves(
         n = counts[job_step[js]][:, None, None]
         return r >= n if insertion else r < n
 
-    class _Keyed(BoundSubstrate):  # stable noise keys: image index * k + step
-        def fill(self, idx, removed, keys):
-            return bound.fill(idx, removed, job_img[keys] * k + job_step[keys])
+    class _Keyed(BoundSubstrate):  # stable noise keys: (sample key, step)
+        def fill(self, idx, removed, js):
+            return bound.fill(idx, removed, [(keys[job_img[j]], int(job_step[j])) for j in js])
 
     scores = np.full((b, k), np.nan)
     if len(live):
@@ -307,6 +320,7 @@ def perturbation_curve(
     patch_size: int = 1,
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
+    keys=None,
 ) -> PerturbationCurve:
     """Deletion or insertion curves of a set of images (Petsiuk et al. 2018, RISE).
 
@@ -352,6 +366,8 @@ def perturbation_curve(
         Perturbed images per ``detector.score`` call.
     seed:
         Seed of ROAD's noise (other substrates are deterministic).
+    keys:
+        One key per image (e.g. sample ids) seeding its noise; default its position.
 
     Reference: Petsiuk, Das & Saenko (2018), "RISE: Randomized Input Sampling for
     Explanation of Black-box Models", BMVC; substrate "road": Rong et al. (2022), ICML.
@@ -373,6 +389,7 @@ def perturbation_curve(
         ascending=False,
         insertion=insertion,
         metric=metric,
+        keys=keys,
     )
     s_x = scores[:, -1] if insertion else scores[:, 0]
     s_sub = scores[:, 0] if insertion else scores[:, -1]
@@ -440,6 +457,7 @@ def aopc(
     patch_size: int = 1,
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
+    keys=None,
 ) -> np.ndarray:
     """Area over the perturbation curve (AOPC), per image ``(B,)``.
 
@@ -474,6 +492,7 @@ def aopc(
         ascending=order == "lerf",
         insertion=False,
         metric=f"AOPC ({order.upper()})",
+        keys=keys,
     )
     return (scores[:, :1] - scores).mean(axis=1)
 
@@ -491,6 +510,7 @@ def faithfulness_correlation(
     patch_size: int = 1,
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
+    keys=None,
 ) -> np.ndarray:
     """Faithfulness correlation per image ``(B,)``, in ``[-1, 1]``; **higher = more faithful**.
 
@@ -516,7 +536,9 @@ def faithfulness_correlation(
         (default 0.1).
     seed:
         Seed of the subsets (and ROAD noise); subset ``j`` of image ``i`` depends only
-        on ``(seed, i)``.
+        on ``(seed, keys[i])``.
+    keys:
+        One key per image (e.g. sample ids); default its position in the call.
     """
     images = _check_images(images)
     attr = _check_attributions(attributions, images)
@@ -525,6 +547,7 @@ def faithfulness_correlation(
     batch_size = check_positive_int(batch_size, "batch_size")
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
+    keys = _keys(keys, b)
     labels, rel = _regions(attr, patch_size)
     n_regions = rel.shape[1]
     if isinstance(subset_size, float) and 0 < subset_size < 1:
@@ -544,7 +567,7 @@ def faithfulness_correlation(
     k = n_samples + 1  # job 0 of each image: the intact image
     chosen = np.zeros((b, k, n_regions), dtype=bool)
     for i in range(b):
-        rng = np.random.default_rng([int(seed), i])
+        rng = make_rng(int(seed), keys[i])
         for j in range(1, k):
             chosen[i, j, rng.choice(n_regions, size=m, replace=False)] = True
     sums = (chosen[:, 1:] * rel[:, None, :]).sum(axis=2)  # (B, n_samples)
@@ -554,7 +577,11 @@ def faithfulness_correlation(
     def make_removed(js: np.ndarray) -> np.ndarray:
         return chosen[job_img[js], job_s[js]][:, labels]
 
-    s = _score_jobs(detector, images, bound, job_img, make_removed, batch_size).reshape(b, k)
+    class _Keyed(BoundSubstrate):  # stable noise keys: (sample key, subset index)
+        def fill(self, idx, removed, js):
+            return bound.fill(idx, removed, [(keys[job_img[j]], int(job_s[j])) for j in js])
+
+    s = _score_jobs(detector, images, _Keyed(), job_img, make_removed, batch_size).reshape(b, k)
     drops = s[:, :1] - s[:, 1:]
     out = np.full(b, np.nan)
     flat = (sums.std(axis=1) == 0) | (drops.std(axis=1) == 0)
@@ -585,6 +612,7 @@ def infidelity(
     normalize: bool = False,
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
+    keys=None,
 ) -> np.ndarray:
     """Infidelity (Yeh et al. 2019) per image ``(B,)``, via ``captum.metrics.infidelity``;
     **lower = more faithful** (0 = the attribution predicts every perturbation exactly).
@@ -639,7 +667,9 @@ def infidelity(
     batch_size:
         Perturbed images per forward call (captum's ``max_examples_per_batch``).
     seed:
-        Seed of the perturbations; image ``i``'s depend only on ``(seed, i)``.
+        Seed of the perturbations; image ``i``'s depend only on ``(seed, keys[i])``.
+    keys:
+        One key per image (e.g. sample ids); default its position in the call.
     """
     import torch
     from captum.metrics import infidelity as captum_infidelity
@@ -669,6 +699,7 @@ def infidelity(
     n_samples = check_positive_int(n_samples, "n_samples")
     batch_size = check_positive_int(batch_size, "batch_size")
     b, c, h, w = images.shape
+    keys = _keys(keys, b)
     if patch_size is None:
         patch_size = max(1, min(h, w) // 4)
     patch_size = check_positive_int(patch_size, "patch_size")
@@ -695,7 +726,7 @@ def infidelity(
         ids = np.arange(start, min(start + g, b))
         x = torch.from_numpy(images[ids])
         a = torch.from_numpy(attr_full[ids].astype(np.float32))
-        rngs = [np.random.default_rng([int(seed), int(i)]) for i in ids]
+        rngs = [make_rng(int(seed), keys[int(i)]) for i in ids]
         # square corners drawn up front: the same squares whatever captum's chunking
         corners = [
             (
@@ -807,6 +838,7 @@ class _CurveMetric(_ProbeMetric):
             patch_size=self.patch_size,
             batch_size=probe.batch_size * 4,
             seed=probe.seed,
+            keys=list(record.ids),
         ).auc
 
     def note(self) -> str:
@@ -891,6 +923,7 @@ class AOPC(_ProbeMetric):
             patch_size=self.patch_size,
             batch_size=probe.batch_size * 4,
             seed=probe.seed,
+            keys=list(record.ids),
         )
 
     def note(self) -> str:
@@ -938,6 +971,7 @@ class FaithfulnessCorrelation(_ProbeMetric):
             patch_size=self.patch_size,
             batch_size=probe.batch_size * 4,
             seed=probe.seed,
+            keys=list(record.ids),
         )
 
     def note(self) -> str:
@@ -980,6 +1014,7 @@ class Infidelity(_ProbeMetric):
             patch_size=self.patch_size,
             batch_size=probe.batch_size * 4,
             seed=probe.seed,
+            keys=list(record.ids),
         )
 
     def note(self) -> str:

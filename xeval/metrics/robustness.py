@@ -40,6 +40,7 @@ from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
 from xeval.metrics.base import PerImageMetric
 from xeval.registry import METRICS
+from xeval.rng import rng as make_rng
 
 __all__ = [
     "avg_sensitivity",
@@ -103,7 +104,7 @@ def _call_explain(explain_fn: Callable, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------- perturbations
 def linf_perturbations(
     image: np.ndarray,
-    index: int,
+    index: int | str,
     *,
     radius: float = DEFAULT_RADIUS,
     n_samples: int = DEFAULT_SAMPLES,
@@ -113,11 +114,12 @@ def linf_perturbations(
     """The ``n_samples`` perturbed copies ``(n_samples, C, H, W)`` float32 of one image.
 
     ``x + delta``, ``delta ~ U[-radius, radius]`` independently per pixel and channel
-    (the L-infinity ball of captum's ``default_perturb_func``), drawn from
-    ``numpy.random.default_rng([seed, index])``: image ``index`` of a call always gets
-    the same perturbations. ``clip=True`` clips the result to ``[0, 1]``.
+    (the L-infinity ball of captum's ``default_perturb_func``), drawn from the generator
+    of ``(seed, index)`` (:func:`xeval.rng.rng`): the image keyed ``index`` -- its
+    position in a call, or a sample id -- always gets the same perturbations.
+    ``clip=True`` clips the result to ``[0, 1]``.
     """
-    rng = np.random.default_rng([int(seed), int(index)])
+    rng = make_rng(int(seed), index)
     delta = rng.uniform(-radius, radius, size=(n_samples, *image.shape)).astype(np.float32)
     out = image[None].astype(np.float32) + delta
     if clip:
@@ -135,6 +137,7 @@ def _sample_distances(
     seed: int,
     batch_size: int,
     clip: bool,
+    keys=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(||Phi(x) - Phi(x')|| (B, K), ||x - x'||_2 (B, K), ||Phi(x)|| (B,))``."""
     if not callable(explain_fn):
@@ -145,6 +148,10 @@ def _sample_distances(
     norm = _check_norm(norm)
     batch_size = check_positive_int(batch_size, "batch_size")
     b = len(x)
+    if keys is None:
+        keys = list(range(b))
+    elif len(keys) != b:
+        raise InputError(f"keys has {len(keys)} entries for {b} images")
     phi0 = np.concatenate(
         [_call_explain(explain_fn, x[i : i + batch_size]) for i in range(0, b, batch_size)]
     )
@@ -174,7 +181,7 @@ def _sample_distances(
     pending = 0
     for i in range(b):
         xp = linf_perturbations(
-            x[i], i, radius=radius, n_samples=k, seed=seed, clip=clip
+            x[i], keys[i], radius=radius, n_samples=k, seed=seed, clip=clip
         )  # (K, C, H, W)
         start = 0
         while start < k:
@@ -213,7 +220,32 @@ def _normalised(
     return out
 
 
-_PARAMS_DOC = """
+def max_sensitivity(
+    explain_fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    n_samples: int = DEFAULT_SAMPLES,
+    norm: str = "fro",
+    normalise: bool = True,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    clip: bool = False,
+    keys=None,
+) -> np.ndarray:
+    """Max-sensitivity (Yeh et al. 2019) per image ``(B,)``. **Lower = more robust.**
+
+    Definition: ``SENS_max(x) = max_k ||Phi(x + delta_k) - Phi(x)|| / ||Phi(x)||`` over
+    ``n_samples`` perturbations ``delta_k`` drawn uniformly in the L-infinity ball of
+    radius ``radius`` (Monte-Carlo estimate of the sup over the ball: a lower bound
+    that grows with ``n_samples``).
+
+    Normalisation: ``normalise=True`` (default) divides by ``||Phi(x)||`` as Quantus
+    and captum 0.9 (``captum.metrics.sensitivity_max``, checked) do; ``normalise=False``
+    gives Yeh et al.'s unnormalised definition, in the explanation's units. Where
+    ``||Phi(x)|| = 0``: 0 if no perturbed explanation differs either, else NaN with an
+    :class:`~xeval.errors.UndefinedMetricWarning` (captum silently divides by 1 there).
+
     Parameters
     ----------
     explain_fn:
@@ -235,46 +267,15 @@ _PARAMS_DOC = """
         Divide by ``||Phi(x)||`` (same norm), making the value independent of the
         explanation's scale (comparable across explainers).
     seed:
-        Seed of the perturbations; image ``i``'s depend only on ``(seed, i)``.
+        Seed of the perturbations; image ``i``'s depend only on ``(seed, keys[i])``.
     batch_size:
         Images per ``explain_fn`` call.
     clip:
         Clip perturbed images to ``[0, 1]``.
-"""
-
-
-def _doc(fn):
-    fn.__doc__ = fn.__doc__.replace("    <params>\n", _PARAMS_DOC.lstrip("\n"))
-    return fn
-
-
-@_doc
-def max_sensitivity(
-    explain_fn: Callable[[np.ndarray], np.ndarray],
-    images: np.ndarray,
-    *,
-    radius: float = DEFAULT_RADIUS,
-    n_samples: int = DEFAULT_SAMPLES,
-    norm: str = "fro",
-    normalise: bool = True,
-    seed: int = 0,
-    batch_size: int = DEFAULT_BATCH,
-    clip: bool = False,
-) -> np.ndarray:
-    """Max-sensitivity (Yeh et al. 2019) per image ``(B,)``. **Lower = more robust.**
-
-    Definition: ``SENS_max(x) = max_k ||Phi(x + delta_k) - Phi(x)|| / ||Phi(x)||`` over
-    ``n_samples`` perturbations ``delta_k`` drawn uniformly in the L-infinity ball of
-    radius ``radius`` (Monte-Carlo estimate of the sup over the ball: a lower bound
-    that grows with ``n_samples``).
-
-    Normalisation: ``normalise=True`` (default) divides by ``||Phi(x)||`` as Quantus
-    and captum 0.9 (``captum.metrics.sensitivity_max``, checked) do; ``normalise=False``
-    gives Yeh et al.'s unnormalised definition, in the explanation's units. Where
-    ``||Phi(x)|| = 0``: 0 if no perturbed explanation differs either, else NaN with an
-    :class:`~xeval.errors.UndefinedMetricWarning` (captum silently divides by 1 there).
-
-    <params>
+    keys:
+        One key per image (sample ids, or ints) seeding its perturbations; default its
+        position in the call. With ids, an image gets the same perturbations whatever
+        batch or worker it is in.
     Returns
     -------
     numpy.ndarray
@@ -294,11 +295,11 @@ def max_sensitivity(
         seed=seed,
         batch_size=batch_size,
         clip=clip,
+        keys=keys,
     )
     return _normalised(d_phi, n0, "max-sensitivity", normalise).max(axis=1)
 
 
-@_doc
 def avg_sensitivity(
     explain_fn: Callable[[np.ndarray], np.ndarray],
     images: np.ndarray,
@@ -310,6 +311,7 @@ def avg_sensitivity(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     clip: bool = False,
+    keys=None,
 ) -> np.ndarray:
     """Average sensitivity (Yeh et al. 2019) per image ``(B,)``. **Lower = more robust.**
 
@@ -318,7 +320,11 @@ def avg_sensitivity(
     L-infinity ball of radius ``radius``; normalisation as in :func:`max_sensitivity`
     (``normalise=True`` by default, as Quantus' ``AvgSensitivity``).
 
-    <params>
+    Parameters
+    ----------
+    explain_fn, images, radius, n_samples, norm, normalise, seed, batch_size, clip, keys:
+        As in :func:`max_sensitivity`.
+
     Returns
     -------
     numpy.ndarray
@@ -337,6 +343,7 @@ def avg_sensitivity(
         seed=seed,
         batch_size=batch_size,
         clip=clip,
+        keys=keys,
     )
     return _normalised(d_phi, n0, "average sensitivity", normalise).mean(axis=1)
 
@@ -350,6 +357,7 @@ def local_lipschitz(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     clip: bool = False,
+    keys=None,
 ) -> np.ndarray:
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018) per image ``(B,)``.
 
@@ -364,7 +372,7 @@ def local_lipschitz(
 
     Parameters
     ----------
-    explain_fn, images, radius, n_samples, seed, batch_size, clip:
+    explain_fn, images, radius, n_samples, seed, batch_size, clip, keys:
         As in :func:`max_sensitivity`.
 
     Returns
@@ -387,6 +395,7 @@ def local_lipschitz(
         seed=seed,
         batch_size=batch_size,
         clip=clip,
+        keys=keys,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(d_x > 0, d_phi / np.where(d_x > 0, d_x, 1.0), np.nan)
@@ -447,6 +456,7 @@ class _Sensitivity(PerImageMetric):
             n_samples=self.n_samples,
             seed=probe.seed,
             batch_size=probe.batch_size,
+            keys=list(record.ids),
             **self._kwargs(),
         )
 
