@@ -35,8 +35,9 @@ sys.path.insert(0, ROOT)
 from captum import attr as ca  # noqa: E402
 
 from xeval.explainers import attribution as A  # noqa: E402
-from xeval.explainers.attribution import ScoreModule, seeded_rng  # noqa: E402
+from xeval.explainers.attribution import ScoreModule  # noqa: E402
 from xeval.explainers.reduce import reduce_channels  # noqa: E402
+from xeval.rng import torch_seeded  # noqa: E402
 
 
 def make_detector(size: int, seed: int = 0):
@@ -171,7 +172,7 @@ def main() -> None:
         if direct is not None:
 
             def run_direct(direct=direct, e=e):
-                with seeded_rng(e.seed):
+                with torch_seeded(e.seed, numpy_global=True):
                     a = direct(f, mod, x.clone(), b1, bk)
                 return reduce_channels(a.detach(), "abs_sum").numpy()
 

@@ -29,7 +29,7 @@ for cat in ("brick", "grass", "gravel", "tissue"):
     det = build_detector(recipe)
     size = det.input_size
     train = [
-        b.images
+        b.inputs.images
         for b in iter_batches(split.train, batch_size=32, image_size=size, with_masks=False)
     ]
     t0 = time.perf_counter()
@@ -38,8 +38,8 @@ for cat in ("brick", "grass", "gravel", "tissue"):
     ys, ps, labels, scores = [], [], [], []
     t0 = time.perf_counter()
     for b in iter_batches(split.test, batch_size=32, image_size=size):
-        s, m = det.predict(b.images)
-        for mi, mask in zip(m, b.masks, strict=True):
+        s, m = det.predict(b.inputs.images)
+        for mi, mask in zip(m, b.targets.masks, strict=True):
             up = F.interpolate(
                 torch.from_numpy(mi)[None, None],
                 size=mask.shape,
@@ -48,7 +48,7 @@ for cat in ("brick", "grass", "gravel", "tissue"):
             )[0, 0].numpy()
             ys.append(mask.ravel())
             ps.append(up.ravel())
-        labels += list(b.labels)
+        labels += list(b.targets.labels)
         scores += list(s)
     pred_s = time.perf_counter() - t0
     out[cat] = dict(

@@ -35,3 +35,12 @@ def find_asset(kind: str, name: str) -> Path:
             return cand
     known = sorted(x.stem for x in d.glob("*.y*ml"))
     raise ConfigError(f"unknown {kind[:-1]} {name!r}: no {d}/{name}.yaml; known: {known}")
+
+
+def asset_file(kind: str, relative: str) -> Path:
+    """The file ``relative`` (e.g. ``"templates/page.html"``) of the ``kind`` folder."""
+    d = asset_dir(kind)
+    p = (d / relative).resolve()
+    if d.resolve() not in p.parents or not p.is_file():
+        raise ConfigError(f"no {kind} asset {relative!r} under {d}")
+    return p

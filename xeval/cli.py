@@ -20,23 +20,40 @@ def _demo(a) -> int:
 
 
 def _run(a) -> int:
-    from xeval.engine import run
     from xeval.protocols import load_config
 
     cfg = load_config(a.config)
+    if a.check:
+        _check_summary(cfg)
+        return 0
+    from xeval.engine import run
+
     res = run(cfg, out_dir=a.out or cfg.output, resume=not a.no_resume)
     _summary(res)
     return 0
 
 
+def _check_summary(cfg) -> None:
+    """What a checked configuration will run (nothing is loaded or fitted)."""
+    from xeval.protocols.config import build_metrics
+
+    print(f"{cfg.source or cfg.name}: ok (config hash {cfg.config_hash()})")
+    print(f"  dataset: {cfg.dataset.name} {cfg.dataset.params or ''}".rstrip())
+    for d in cfg.detectors:
+        expl = ", ".join(e.name for e in cfg.explainers_for(d))
+        labels = ", ".join(m.label for m in build_metrics(cfg.metrics_for(d)))
+        print(f"  detector {d.name} ({d.kind}): explainers [{expl}]; metrics [{labels}]")
+    print(f"  output: {cfg.output}; seed {cfg.seed}; batch size {cfg.batch_size}")
+
+
 def _summary(res) -> None:
+    from xeval.reports.tables import headline_metrics
+
     df = res.results
     mean = df[df["category"] == "mean"]
-    keep = [
-        m for m in ("image_auroc", "pixel_auroc", "aupro@0.3", "iou@t") if m in set(mean["metric"])
-    ]
-    table = mean[mean["metric"].isin(keep)].pivot_table(
-        index=["detector", "explainer"], columns="metric", values="value", sort=False
+    keep = headline_metrics(df)
+    table = mean[mean["label"].isin(keep)].pivot_table(
+        index=["detector", "explainer"], columns="label", values="value", sort=False
     )[keep]
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     total = res.manifest["timings"]["total_s"]
@@ -83,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="path to a YAML config, or a name in protocols/")
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--no-resume", action="store_true")
+    r.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration against the registries and exit (loads no data)",
+    )
     r.set_defaults(fn=_run)
     s = sub.add_parser("score", help="score precomputed maps against MVTec-layout ground truth")
     s.add_argument(
@@ -103,13 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"xeval: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from xeval.errors import XevalDeprecationWarning
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except XevalError as e:
-        print(f"xeval: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", XevalDeprecationWarning)
+        shown = warnings.showwarning
+        warnings.showwarning = lambda m, c, *a, **k: (
+            _show_warning(m, c, *a, **k) if issubclass(c, XevalDeprecationWarning)
+            else shown(m, c, *a, **k)
+        )  # fmt: skip
+        try:
+            return args.fn(args)
+        except XevalError as e:
+            print(f"xeval: error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,14 @@
 """Dataset readers and the built-in synthetic benchmarks.
 
 - :func:`load_mvtec`, :func:`list_categories`: MVTec AD and MVTec-like layouts.
+- :func:`load_mvtec_loco`, :func:`list_loco_categories`: MVTec LOCO AD (per-defect
+  ground truth with sPRO saturation).
 - :func:`load_folder`: any folder layout described by glob patterns.
-- :func:`iter_batches`: samples -> :class:`~xeval.batch.Batch` (images resized, masks
-  at native resolution).
+- :func:`iter_batches`: samples -> :class:`~xeval.record.Record` (inputs: images
+  resized; targets: masks at native resolution, labels, regions).
+
+Each format is registered in :data:`xeval.registry.DATASETS` (``mvtec``, ``mvtec_loco``,
+``folder``, ``textures``) and described by a card in ``datasets/``.
 - :func:`build_textures`, :func:`load_textures`: the built-in ``textures`` benchmark.
 - :func:`write_tiny_mvtec`: tiny MVTec-layout fixtures for tests.
 - :func:`read_image`, :func:`read_mask`, :func:`read_map`: file readers.
@@ -15,8 +20,9 @@ from xeval.data.defects import DEFECT_KINDS, make_defect
 from xeval.data.folder import load_folder
 from xeval.data.io import IMAGE_EXTENSIONS, image_size, read_image, read_map, read_mask
 from xeval.data.loader import iter_batches, load_mask, load_masks, resize_image
+from xeval.data.loco import list_loco_categories, load_mvtec_loco, write_tiny_loco
 from xeval.data.mvtec import list_categories, load_mvtec
-from xeval.data.sample import Sample
+from xeval.data.sample import RegionRef, Sample
 from xeval.data.split import CategorySplit
 from xeval.data.textures import (
     CATEGORIES as TEXTURES_CATEGORIES,
@@ -30,7 +36,10 @@ from xeval.data.textures import (
 from xeval.data.tiny import write_tiny_mvtec
 
 __all__ = [
-    "Batch",
+    "RegionRef",
+    "list_loco_categories",
+    "load_mvtec_loco",
+    "write_tiny_loco",
     "CategorySplit",
     "DEFECT_KINDS",
     "IMAGE_EXTENSIONS",

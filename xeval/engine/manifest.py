@@ -23,6 +23,13 @@ def dataset_fingerprint(splits: dict[str, CategorySplit]) -> str:
     return fp.hexdigest()[:16]
 
 
+def _card(fmt: str) -> dict:
+    from xeval.data.cards import dataset_card
+
+    card = dataset_card(fmt) or {}
+    return {k: card[k] for k in ("name", "file", "license", "source") if k in card}
+
+
 def build_manifest(
     cfg: RunConfig,
     splits: dict[str, CategorySplit],
@@ -47,6 +54,7 @@ def build_manifest(
         "config_hash": cfg.config_hash(),
         "seed": cfg.seed,
         "dataset_fingerprint": dataset_fingerprint(splits),
+        "dataset_card": _card(cfg.dataset.name),
         "dataset_categories": {c: s.counts() for c, s in splits.items()},
         "units": units,
         "timings": timings,

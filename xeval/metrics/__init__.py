@@ -5,7 +5,9 @@ sizes may differ; maps at the mask's native resolution):
 
 - image level: :func:`image_auroc`, :func:`image_aupr`, :func:`f1_max`,
   :func:`fpr_at_tpr`
-- pixel level, threshold-free: :func:`pixel_auroc`, :func:`pixel_aupr`, :func:`aupro`
+- pixel level, threshold-free: :func:`pixel_auroc`, :func:`pixel_aupr`, :func:`aupro`,
+  :func:`aupimo` / :func:`aupimo_per_image` (Bertoldo et al. 2024), :func:`auc_spro` /
+  :func:`spro_at` (MVTec LOCO)
 - pixel level at a threshold: :func:`pro_at`, :func:`iou`, :func:`dice`,
   :func:`iou_per_image`; thresholds from normal data: :func:`normal_threshold`
 
@@ -26,8 +28,15 @@ layer) and :func:`mprt_summary`.
 State API (``init / update / merge / compute``): :class:`PixelRanking` (exact or
 binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
 :class:`LocalisationMetrics`, :class:`ComplexityMetrics`.
+
+Registered metrics (what run configs name): every metric is also a class registered in
+:data:`xeval.registry.METRICS` (:class:`~xeval.metrics.base.Metric`: name, direction,
+family, options, ``init / update(state, record, explanation) / merge / compute``);
+``xeval.registry.METRICS.names()`` lists them.
 """
 
+from xeval.metrics.aupimo import aupimo, aupimo_per_image
+from xeval.metrics.base import Explanation, Metric, MetricValue, ProbeContext
 from xeval.metrics.complexity import ComplexityMetrics, entropy_complexity, gini_sparseness
 from xeval.metrics.detection import ImageMetrics, f1_max, fpr_at_tpr, image_aupr, image_auroc
 from xeval.metrics.faithfulness import (
@@ -39,6 +48,7 @@ from xeval.metrics.faithfulness import (
     infidelity,
     insertion_auc,
     insertion_curve,
+    perturbation_curve,
 )
 from xeval.metrics.localisation import (
     LocalisationMetrics,
@@ -61,6 +71,7 @@ from xeval.metrics.randomisation import (
 )
 from xeval.metrics.resize import resize_to
 from xeval.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
+from xeval.metrics.spro import auc_spro, spro_at, spro_curve
 from xeval.metrics.threshold import (
     ThresholdMetrics,
     dice,
@@ -71,6 +82,16 @@ from xeval.metrics.threshold import (
 )
 
 __all__ = [
+    "Explanation",
+    "Metric",
+    "MetricValue",
+    "ProbeContext",
+    "auc_spro",
+    "aupimo",
+    "aupimo_per_image",
+    "perturbation_curve",
+    "spro_at",
+    "spro_curve",
     "ComplexityMetrics",
     "LocalisationMetrics",
     "entropy_complexity",

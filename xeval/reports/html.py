@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
+from string import Template
 from urllib.parse import quote
 
 import pandas as pd
@@ -30,25 +31,13 @@ from xeval.reports.tables import (
     summary_frame,
 )
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem;
-     margin-top: 2.2rem; } h3 { margin: 1.6rem 0 .4rem; }
-nav a { margin-right: 1rem; } .muted, .legend { color: #666; font-size: .9rem; }
-table { border-collapse: collapse; margin: .4rem 0; font-size: .9rem; }
-th, td { padding: .25rem .6rem; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th { background: #f6f6f6; } td.name, th.name { text-align: left; }
-td.mean, th.mean { border-left: 2px solid #ccc; }
-tr.control td { color: #777; } tr.first-of-detector td { border-top: 1px solid #bbb; }
-td.best { background: #eef7ee; } .ci { color: #888; font-size: .75rem; margin-left: .3rem; }
-.warn { background: #fff6e5; border-left: 3px solid #e0a000; padding: .4rem .8rem; }
-figure { margin: 1.2rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: .9rem; }
-dl.manifest { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
-dl.manifest dt { font-weight: 600; } dl.manifest dd { margin: 0; }
-pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .8rem; }
-""".strip()
+
+def _template(name: str) -> str:
+    """A report template from the declarative ``reports/templates/`` folder."""
+    from xeval.assets import asset_file
+
+    return asset_file("reports", f"templates/{name}").read_text(encoding="utf-8")
+
 
 FIGURE_CAPTIONS = {
     "roc_pixel": "Pixel ROC curves per category (pooled over pixels).",
@@ -109,13 +98,12 @@ def render_html(
             "<section id='markdown'><details><summary>Markdown tables</summary>"
             f"<pre>{escape(tables_md)}</pre></details></section>"
         )
-    return (
-        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
-        f"<title>{escape(report.title)}</title>\n<style>\n{CSS}\n</style>\n</head>\n<body>\n"
-        + "\n".join(b for b in body if b)
-        + f"\n<footer class='muted'><p>Written by xeval {escape(__version__)}.</p></footer>"
-        + "\n</body>\n</html>\n"
+    page = Template(_template("page.html"))
+    return page.substitute(
+        title=escape(report.title),
+        style=_template("style.css").strip(),
+        body="\n".join(b for b in body if b),
+        version=escape(__version__),
     )
 
 

@@ -1,6 +1,6 @@
 """Run any Quantus metric on an xeval :class:`~xeval.adapters.base.Detector`.
 
->>> from xeval.metrics.quantus_bridge import run_quantus
+>>> from xeval.integrations.quantus import run_quantus
 >>> scores = run_quantus(quantus.PixelFlipping(features_in_step=16), detector, images,
 ...                      maps, reference=normal_images)
 >>> scores = run_quantus("MaxSensitivity", detector, images, maps,
@@ -11,7 +11,7 @@ written for classifiers ``(B, n_classes)``; an anomaly detector gives one score 
 image. Used as is, several of its defaults silently give wrong numbers on a detector
 (DESIGN.md, "Known pitfalls"). :func:`run_quantus` applies the fixes below; each was
 checked on **Quantus 0.6.0** (numpy 2.4, torch 2.x CPU) by reading its source and by
-``tests/metrics/test_quantus_bridge.py``.
+``tests/integrations/test_quantus_bridge.py``.
 
 Fixes and deviations from calling Quantus directly
 --------------------------------------------------
@@ -115,7 +115,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xeval.adapters.base import Detector
+from xeval.adapters.base import Detector, find_torch_module
 from xeval.checks import check_images
 from xeval.errors import InputError
 from xeval.substrates import SubstrateWarning, mean_reference
@@ -340,9 +340,7 @@ class ScoreAsLogit(nn.Module):
 
 
 def _find_module(detector: Detector) -> nn.Module | None:
-    from xeval.explainers.attribution import find_module
-
-    return find_module(detector)
+    return find_torch_module(detector)
 
 
 def wrap_detector(detector: Detector) -> ScoreAsLogit:
@@ -350,7 +348,7 @@ def wrap_detector(detector: Detector) -> ScoreAsLogit:
 
     Uses ``detector.torch_score()`` (differentiable) when it is not None, with
     ``detector.torch_module()`` (or the module found by
-    :func:`xeval.explainers.attribution.find_module`) as the randomisable child;
+    :func:`xeval.adapters.base.find_torch_module`) as the randomisable child;
     otherwise a no-grad wrapper around ``detector.score``.
     """
     fn = detector.torch_score()
@@ -890,11 +888,13 @@ def run_quantus(
             "explain_params="
         )
     if explain_method is not None and explain_method != "native":
-        from xeval.explainers.api import EXPLAINERS, method_names
+        from xeval.explainers.api import method_names
+        from xeval.explainers.pairing import unsupported_reason
+        from xeval.registry import EXPLAINERS
 
         if explain_method not in EXPLAINERS:
             raise InputError(f"unknown explain_method {explain_method!r}; known: {method_names()}")
-        why = EXPLAINERS[explain_method].unsupported_reason(detector)
+        why = unsupported_reason(EXPLAINERS[explain_method], detector)
         if why is not None and needs_explain:
             raise InputError(
                 f"quantus.{name} recomputes explanations with explain_method="

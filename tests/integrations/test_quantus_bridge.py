@@ -17,8 +17,8 @@ quantus = pytest.importorskip("quantus")
 
 from xeval.adapters.base import Detector  # noqa: E402
 from xeval.errors import InputError  # noqa: E402
+from xeval.integrations.quantus import ScoreAsLogit, run_quantus, wrap_detector  # noqa: E402
 from xeval.metrics import deletion_curve, relevance_mass_per_image  # noqa: E402
-from xeval.metrics.quantus_bridge import ScoreAsLogit, run_quantus, wrap_detector  # noqa: E402
 from xeval.substrates import SubstrateWarning  # noqa: E402
 
 H = W = 8
