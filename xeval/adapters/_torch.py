@@ -39,7 +39,7 @@ def check_images(
     ----------
     images:
         The array to check (numpy array, or anything with ``.images`` such as a
-        :class:`~xeval.batch.Batch`).
+        :class:`~xeval.record.Inputs`).
     name:
         The argument name used in error messages.
     size:
@@ -73,7 +73,7 @@ def check_images(
 def collect_batches(
     batches: Iterable[object], *, size: tuple[int, int], name: str = "batches"
 ) -> np.ndarray:
-    """Concatenate the ``(B, C, H, W)`` arrays (or Batch objects) of ``batches``."""
+    """Concatenate the ``(B, C, H, W)`` arrays (or Inputs objects) of ``batches``."""
     if isinstance(batches, np.ndarray) and batches.ndim == 4:
         batches = [batches]
     arrays = [check_images(b, name=f"{name}[{i}]", size=size) for i, b in enumerate(batches)]
@@ -202,7 +202,7 @@ class TorchDetector(Detector):
     # -- Detector API ---------------------------------------------------------------
     def fit(self, batches: Iterable[np.ndarray]) -> TorchDetector:
         """Fit on normal images: ``batches`` yields ``(B, C, H, W)`` float32 arrays in
-        ``[0, 1]`` (or :class:`~xeval.batch.Batch` objects) at :attr:`input_size`."""
+        ``[0, 1]`` (or :class:`~xeval.record.Inputs` objects) at :attr:`input_size`."""
         import time
 
         images = collect_batches(batches, size=self.input_size)

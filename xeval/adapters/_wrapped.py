@@ -136,7 +136,7 @@ class WrappedDetector(Detector):
 
     # -- checks -----------------------------------------------------------------------
     def _images(self, images: Any, *, name: str = "images") -> np.ndarray:
-        """Validate ``(B, C, H, W)`` floats (numpy, torch or a Batch) -> float32 numpy."""
+        """Validate ``(B, C, H, W)`` floats (numpy, torch or Inputs) -> float32 numpy."""
         if hasattr(images, "images") and not isinstance(images, np.ndarray):
             images = images.images
         arr = to_numpy(images) if not isinstance(images, np.ndarray) else images

@@ -268,7 +268,7 @@ class SklearnFeaturesDetector(WrappedDetector):
     def fit(self, batches: Iterable[np.ndarray]) -> SklearnFeaturesDetector:
         """Fit the estimator on the features of normal images (patches pooled).
 
-        ``batches`` yields ``(B, C, H, W)`` float32 arrays (or Batch objects).
+        ``batches`` yields ``(B, C, H, W)`` float32 arrays (or Inputs objects).
         """
         feats = [self._extract(self._images(b, name="batch")) for b in iter_images(batches)]
         if not feats:

@@ -136,3 +136,22 @@ def validate_split(
 def describe_counts(samples: Iterable[Sample]) -> str:
     c = Counter(s.defect for s in samples)
     return ", ".join(f"{k}: {v}" for k, v in sorted(c.items()))
+
+
+def category_dir(root, category: str, list_categories) -> Path:
+    """``root/category`` after checking both exist; the error lists the categories
+    ``list_categories(root)`` finds."""
+    r = Path(root)
+    if not r.is_dir():
+        raise DatasetError(f"dataset root {r} does not exist or is not a folder")
+    cat_dir = r / category
+    if not cat_dir.is_dir():
+        try:
+            avail = ", ".join(list_categories(r))
+        except DatasetError:
+            avail = "none"
+        raise DatasetError(
+            f"category folder {cat_dir} does not exist (category {category!r}; "
+            f"categories found under {r}: {avail})"
+        )
+    return cat_dir

@@ -33,10 +33,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xeval.data._common import check_images_readable, list_images, make_sample, validate_split
+from xeval.data._common import (
+    category_dir,
+    check_images_readable,
+    list_images,
+    make_sample,
+    validate_split,
+)
 from xeval.data.io import _single_channel, image_size
 from xeval.data.sample import RegionRef, Sample
 from xeval.data.split import CategorySplit
+from xeval.data.tiny import _save
 from xeval.errors import DatasetError, InputError
 from xeval.registry import DATASETS
 
@@ -307,19 +314,7 @@ def load_mvtec_loco(
     DatasetError
         Naming the offending file or folder, the value found and what was expected.
     """
-    r = Path(root)
-    if not r.is_dir():
-        raise DatasetError(f"dataset root {r} does not exist or is not a folder")
-    cat_dir = r / category
-    if not cat_dir.is_dir():
-        try:
-            avail = ", ".join(list_loco_categories(r))
-        except DatasetError:
-            avail = "none"
-        raise DatasetError(
-            f"category folder {cat_dir} does not exist (category {category!r}; "
-            f"categories found under {r}: {avail})"
-        )
+    cat_dir = category_dir(root, category, list_loco_categories)
     config_path = cat_dir / CONFIG_NAME
     config = read_defects_config(config_path)
     test: list[Sample] = []
@@ -343,7 +338,7 @@ def load_mvtec_loco(
         category=category,
         train=sorted(_good(category, cat_dir, "train"), key=lambda s: s.id),
         test=sorted(test, key=lambda s: s.id),
-        root=r,
+        root=cat_dir.parent,
         validation=sorted(_good(category, cat_dir, "validation"), key=lambda s: s.id),
     )
     if validate:
@@ -395,11 +390,6 @@ TINY_DEFECTS = (
 _TINY_BOXES = ((2, 3), (4, 5), (3, 3), (5, 6))
 
 
-def _save_png(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG")
-
-
 def write_tiny_loco(
     root: str | os.PathLike,
     *,
@@ -448,7 +438,7 @@ def write_tiny_loco(
         (base / CONFIG_NAME).write_text(json.dumps(list(TINY_DEFECTS), indent=2) + "\n")
         for split, n in (("train", n_train), ("validation", n_validation), ("test", n_good)):
             for i in range(n):
-                _save_png(base / split / "good" / f"{i:03d}.png", noise_texture((h, w), rng))
+                _save(base / split / "good" / f"{i:03d}.png", noise_texture((h, w), rng))
         for kind, first in (("logical_anomalies", 0), ("structural_anomalies", 1)):
             for i in range(n_per_type):
                 img = noise_texture((h, w), rng)
@@ -461,6 +451,6 @@ def write_tiny_loco(
                     gt = np.zeros((h, w), np.uint8)
                     gt[y : y + bh, x : x + bw] = d["pixel_value"]
                     img[y : y + bh, x : x + bw] = 255 - img[y : y + bh, x : x + bw]
-                    _save_png(base / "ground_truth" / kind / f"{i:03d}" / f"{k:03d}.png", gt)
-                _save_png(base / "test" / kind / f"{i:03d}.png", img)
+                    _save(base / "ground_truth" / kind / f"{i:03d}" / f"{k:03d}.png", gt)
+                _save(base / "test" / kind / f"{i:03d}.png", img)
     return r

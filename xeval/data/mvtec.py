@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xeval.data._common import list_images, make_sample, validate_split
+from xeval.data._common import category_dir, list_images, make_sample, validate_split
 from xeval.data.io import IMAGE_EXTENSIONS
 from xeval.data.sample import Sample
 from xeval.data.split import CategorySplit
@@ -143,18 +143,7 @@ def load_mvtec(
     DatasetError
         With the offending file or folder, the value found and what was expected.
     """
-    r = Path(root)
-    _check_root(r)
-    cat_dir = r / category
-    if not cat_dir.is_dir():
-        try:
-            avail = ", ".join(list_categories(r))
-        except DatasetError:
-            avail = "none"
-        raise DatasetError(
-            f"category folder {cat_dir} does not exist (category {category!r}; "
-            f"categories found under {r}: {avail})"
-        )
+    cat_dir = category_dir(root, category, list_categories)
     train = [
         make_sample(category=category, root=cat_dir, split="train", defect="good", image_path=p)
         for p in list_images(cat_dir / "train" / "good")
@@ -164,7 +153,7 @@ def load_mvtec(
         category=category,
         train=sorted(train, key=lambda s: s.id),
         test=sorted(test, key=lambda s: s.id),
-        root=r,
+        root=cat_dir.parent,
     )
     if validate:
         validate_split(

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -37,6 +36,7 @@ from xeval.data.mvtec import load_mvtec
 from xeval.data.split import CategorySplit
 from xeval.errors import InputError
 from xeval.registry import DATASETS
+from xeval.rng import rng as make_rng
 
 __all__ = [
     "TEXTURES_VERSION",
@@ -121,7 +121,7 @@ def _crop(photo: np.ndarray, rows: tuple[int, int], tile: int, rng: np.random.Ge
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
     """An independent stream per (seed, category, part): changing one count keeps the rest."""
-    return np.random.default_rng([int(seed), *(zlib.crc32(k.encode()) for k in keys)])
+    return make_rng(int(seed), *keys)
 
 
 def _source_patch(category: str, tile: int, rng: np.random.Generator) -> np.ndarray:

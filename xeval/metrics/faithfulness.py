@@ -791,22 +791,37 @@ class _ProbeMetric(PerImageMetric):
     needs = frozenset({"detector", "reference"})
     subset = True
     population = "anomalous"
-    what: ClassVar[str] = ""
 
-    def _probe(self, explanation):
-        if explanation.probe is None:
+    def _common(self, *, substrate, patch_size, max_images) -> None:
+        """Check and keep the options every faithfulness metric has."""
+        self.substrate = resolve_substrate(substrate).name
+        self.patch_size = (
+            None if patch_size is None else check_positive_int(patch_size, "patch_size")
+        )
+        check_positive_int(max_images, "max_images")
+
+    def _run(self, fn, record, explanation, **options):
+        """``fn(detector, images, attributions, ...)`` on the record, with the normal
+        reference, the run's seed and batch size, and the samples' ids as keys."""
+        probe = explanation.probe
+        if probe is None:
             raise InputError(f"metric {self.name!r} needs the detector (a ProbeContext)")
-        return explanation.probe
-
-    def _inputs(self, record, explanation):
         images = record.inputs.images
         att = explanation.maps
         if att.shape[-2:] != images.shape[-2:]:
             att = resize_to(att, images.shape[-2:])
-        return self._probe(explanation), images, att
-
-    def note(self) -> str:
-        return self.what
+        return fn(
+            probe.detector,
+            images,
+            att,
+            substrate=self.substrate,
+            reference=probe.reference,
+            patch_size=self.patch_size,
+            batch_size=probe.batch_size * 4,
+            seed=probe.seed,
+            keys=list(record.ids),
+            **options,
+        )
 
 
 class _CurveMetric(_ProbeMetric):
@@ -821,24 +836,11 @@ class _CurveMetric(_ProbeMetric):
         max_images: int = 16,
     ) -> None:
         self.steps = check_positive_int(steps, "steps")
-        self.substrate = resolve_substrate(substrate).name
-        self.patch_size = check_positive_int(patch_size, "patch_size")
-        check_positive_int(max_images, "max_images")
+        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
 
     def values(self, record, explanation):
-        probe, images, att = self._inputs(record, explanation)
-        return perturbation_curve(
-            probe.detector,
-            images,
-            att,
-            kind=self.kind,
-            substrate=self.substrate,
-            reference=probe.reference,
-            steps=self.steps,
-            patch_size=self.patch_size,
-            batch_size=probe.batch_size * 4,
-            seed=probe.seed,
-            keys=list(record.ids),
+        return self._run(
+            perturbation_curve, record, explanation, kind=self.kind, steps=self.steps
         ).auc
 
     def note(self) -> str:
@@ -900,9 +902,7 @@ class AOPC(_ProbeMetric):
             raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
         self.order = order
         self.steps = check_positive_int(steps, "steps")
-        self.substrate = resolve_substrate(substrate).name
-        self.patch_size = check_positive_int(patch_size, "patch_size")
-        check_positive_int(max_images, "max_images")
+        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
         # the direction depends on the order: an instance attribute shadows the class one
         self.higher_is_better = order == "morf"  # type: ignore[misc]
 
@@ -911,20 +911,7 @@ class AOPC(_ProbeMetric):
         return f"aopc_{self.order}"
 
     def values(self, record, explanation):
-        probe, images, att = self._inputs(record, explanation)
-        return aopc(
-            probe.detector,
-            images,
-            att,
-            order=self.order,
-            substrate=self.substrate,
-            reference=probe.reference,
-            steps=self.steps,
-            patch_size=self.patch_size,
-            batch_size=probe.batch_size * 4,
-            seed=probe.seed,
-            keys=list(record.ids),
-        )
+        return self._run(aopc, record, explanation, order=self.order, steps=self.steps)
 
     def note(self) -> str:
         return (
@@ -954,24 +941,15 @@ class FaithfulnessCorrelation(_ProbeMetric):
     ) -> None:
         self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         self.subset_size = subset_size
-        self.substrate = resolve_substrate(substrate).name
-        self.patch_size = check_positive_int(patch_size, "patch_size")
-        check_positive_int(max_images, "max_images")
+        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
 
     def values(self, record, explanation):
-        probe, images, att = self._inputs(record, explanation)
-        return faithfulness_correlation(
-            probe.detector,
-            images,
-            att,
-            substrate=self.substrate,
-            reference=probe.reference,
+        return self._run(
+            faithfulness_correlation,
+            record,
+            explanation,
             n_samples=self.n_samples,
             subset_size=self.subset_size,
-            patch_size=self.patch_size,
-            batch_size=probe.batch_size * 4,
-            seed=probe.seed,
-            keys=list(record.ids),
         )
 
     def note(self) -> str:
@@ -998,24 +976,10 @@ class Infidelity(_ProbeMetric):
         max_images: int = 16,
     ) -> None:
         self.n_samples = check_positive_int(n_samples, "n_samples")
-        self.patch_size = patch_size
-        self.substrate = resolve_substrate(substrate).name
-        check_positive_int(max_images, "max_images")
+        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
 
     def values(self, record, explanation):
-        probe, images, att = self._inputs(record, explanation)
-        return infidelity(
-            probe.detector,
-            images,
-            att,
-            substrate=self.substrate,
-            reference=probe.reference,
-            n_samples=self.n_samples,
-            patch_size=self.patch_size,
-            batch_size=probe.batch_size * 4,
-            seed=probe.seed,
-            keys=list(record.ids),
-        )
+        return self._run(infidelity, record, explanation, n_samples=self.n_samples)
 
     def note(self) -> str:
         return f"{self.n_samples} squares replaced by '{self.substrate}' content"

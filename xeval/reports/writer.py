@@ -34,19 +34,12 @@ from xeval.results import RESULT_COLUMNS
 
 FIGURES_DIR = "figures"
 CURVE_FILES = {"roc": "roc_pixel", "pro": "pro", "image_roc": "roc_image"}
-_STRING_COLUMNS = [
-    "detector",
-    "explainer",
-    "dataset",
-    "category",
-    "protocol",
-    "metric",
-    "label",
-    "family",
-    "params",
-    "note",
-]
 _FLOAT_COLUMNS = ["value", "ci_low", "ci_high", "threshold"]
+_STRING_COLUMNS = [
+    c
+    for c in RESULT_COLUMNS
+    if c not in (*_FLOAT_COLUMNS, "n", "higher_is_better", "control", "headline")
+]
 
 
 def write_report(
