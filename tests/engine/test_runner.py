@@ -294,3 +294,27 @@ def test_oracle_beats_every_control(tmp_path):
     overall = v[v.control == "all controls"].set_index("metric")["verdict"]
     assert overall["relevance_mass"] == "beats"
     assert overall["deletion_auc"] == "beats"
+
+
+class Peeking(Explainer):
+    """Records what the engine hands an explainer."""
+
+    name = "peeking"
+    seen: list = []
+
+    def explain(self, detector, inputs, *, maps=None):
+        Peeking.seen.append(inputs)
+        return np.asarray(maps) * 1.0 if maps is not None else maps
+
+
+def test_explainers_never_receive_targets(split):
+    from xeval.record import Inputs
+
+    Peeking.seen = []
+    Peeking.requires = frozenset({"map"})
+    evaluate_unit(MeanDiff(), [Native(), Peeking()], split, _cfg())
+    assert Peeking.seen  # validation, test and gallery calls
+    for inputs in Peeking.seen:
+        assert isinstance(inputs, Inputs)
+        for field in ("masks", "labels", "defects", "regions", "targets"):
+            assert not hasattr(inputs, field), field
