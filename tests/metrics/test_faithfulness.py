@@ -122,7 +122,7 @@ def test_oracle_beats_random_and_inverted(defect_set):
     kw = {"reference": normal, "steps": 16}
     d_o, d_r, d_i = (deletion_auc(det, images, m, **kw) for m in (oracle, rand, -oracle))
     i_o, i_r, i_i = (insertion_auc(det, images, m, **kw) for m in (oracle, rand, -oracle))
-    assert np.all(d_o < d_r) and np.all(d_r < d_i)
+    assert np.all(d_o < d_r) and np.all(d_r <= d_i)  # both may saturate at the clip
     assert np.all(i_o > i_r) and np.all(i_r > i_i)
     assert np.all(d_o < 0.25) and np.all(i_o > 0.75)
 
@@ -132,7 +132,7 @@ def test_normal_substrate_on_normal_image_changes_nothing(defect_set):
     det = AbsDetector(normal)
     x = normal[None]
     a = np.random.default_rng(0).random((1, 16, 16))
-    with pytest.warns(UndefinedMetricWarning, match="same as the fully replaced"):
+    with pytest.warns(UndefinedMetricWarning, match="does not score clearly above"):
         curve = deletion_curve(det, x, a, reference=np.stack([normal, normal]), steps=5)
     np.testing.assert_allclose(curve.scores, 0.0)
     assert np.isnan(curve.auc).all()
@@ -210,7 +210,7 @@ def test_road_substrate_ranks_oracle_first_and_is_batch_independent():
     d_o = deletion_auc(det, images, masks, **kw)
     d_i = deletion_auc(det, images, -masks, **kw)
     d_r = deletion_auc(det, images, np.random.default_rng(1).random(masks.shape), **kw)
-    assert np.all(d_o < d_r) and np.all(d_r < d_i)
+    assert np.all(d_o < d_r) and np.all(d_r <= d_i)  # both may saturate at the clip
     i_o = insertion_auc(det, images, masks, **kw)
     i_i = insertion_auc(det, images, -masks, **kw)
     assert np.all(i_o > i_i)

@@ -17,6 +17,7 @@ from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur
 from xeval.errors import InputError
+from xeval.progress import progress
 from xeval.registry import DETECTORS
 
 
@@ -177,7 +178,7 @@ class ConvAutoencoder(TorchDetector):
         t0 = time.perf_counter()
         self.losses_ = []
         model.train()
-        for _ in range(self.epochs):
+        for _ in progress(range(self.epochs), desc=f"{self.name} fit"):
             order = torch.randperm(len(x_all), generator=gen)
             total = 0.0
             for i in range(0, len(order), self.batch_size):

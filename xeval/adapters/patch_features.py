@@ -40,6 +40,7 @@ from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur, gaussian_kernel1d
 from xeval.errors import InputError
+from xeval.progress import progress
 from xeval.registry import DETECTORS
 
 FEATURES = ("filterbank", "random_cnn", "both")
@@ -439,7 +440,8 @@ class PatchFeatures(TorchDetector):
     def _extract(self, images: np.ndarray) -> torch.Tensor:
         out = []
         with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
+            starts = range(0, len(images), self.batch_size)
+            for i in progress(starts, desc=f"{self.name} features"):
                 xb = torch.from_numpy(images[i : i + self.batch_size]).to(self._device)
                 out.append(self._raw_features(xb))
         return torch.cat(out)

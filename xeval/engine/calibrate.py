@@ -10,8 +10,10 @@ of request is a small streaming estimator here:
     :class:`~xeval.metrics.quantile.StreamingQuantile` keeps only the top ``1 - q``
     share of the pixels (their total is known from the image headers).
 ``("normal_scores",)``
-    The image-level scores of the explanation on the normal validation images (their
-    spread tells a faithfulness metric which score differences are meaningful).
+    The image-level scores of the explanation on the normal validation images.
+``("detector_scores",)``
+    The detector's scores on the normal validation images (their spread tells a
+    faithfulness metric which score differences are meaningful).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class _Quantile:
     def __init__(self, request: tuple, n_pixels: int) -> None:
         self.state = StreamingQuantile(float(request[1]), n_pixels)
 
-    def update(self, native: list[np.ndarray], scores: np.ndarray) -> None:
+    def update(self, native: list[np.ndarray], scores: np.ndarray, det_scores) -> None:
         for m in native:
             self.state.update(m)
 
@@ -48,15 +50,21 @@ class _Quantile:
 class _Scores:
     def __init__(self, request: tuple, n_pixels: int) -> None:
         self.values: list[float] = []
+        self.detector = request[0] == "detector_scores"
 
-    def update(self, native: list[np.ndarray], scores: np.ndarray) -> None:
-        self.values.extend(np.asarray(scores, dtype=float).tolist())
+    def update(self, native: list[np.ndarray], scores: np.ndarray, det_scores) -> None:
+        s = det_scores if self.detector else scores
+        self.values.extend(np.asarray(s, dtype=float).tolist())
 
     def result(self) -> np.ndarray:
         return np.asarray(self.values, dtype=float)
 
 
-CALIBRATIONS: dict[str, Callable] = {"normal_quantile": _Quantile, "normal_scores": _Scores}
+CALIBRATIONS: dict[str, Callable] = {
+    "normal_quantile": _Quantile,
+    "normal_scores": _Scores,
+    "detector_scores": _Scores,
+}
 """Request kind -> streaming estimator."""
 
 
@@ -92,7 +100,7 @@ def calibrate(
             native = to_native(explain_inputs(e, det, rec.inputs, dmaps), rec.inputs.native_sizes)
             s, _ = image_scores(e, scores, native)
             for st in states[e.name].values():
-                st.update(native, s)
+                st.update(native, s, scores)
     for name, by_req in states.items():
         out[name] = {r: st.result() for r, st in by_req.items()}
     return out, time.perf_counter() - t

@@ -40,8 +40,14 @@ def collect_unit(
         st = states[e.name]
         per_id: dict[str, dict[str, float]] = {}
         seen_curves: set[str] = set()
+        values = [st.compute(i) for i in range(len(metrics))]
+        by_name = {m.name: v for m, v in zip(metrics, values, strict=True)}
         for i, m in enumerate(metrics):
-            v = st.compute(i)
+            v = values[i]
+            if m.compare_with in by_name:
+                extra = m.relate(v, by_name[m.compare_with])
+                if extra:
+                    v.note = f"{v.note}; {extra}" if v.note else extra
             lo, hi = m.confidence_interval(st.state_of(i), v, n_boot=n_boot, seed=seed)
             note = v.note
             if m.subset:
@@ -72,6 +78,8 @@ def collect_unit(
             if v.per_image is not None and v.ids is not None:
                 for sid, val in zip(v.ids, np.asarray(v.per_image, dtype=float), strict=True):
                     per_id.setdefault(sid, {})[m.label] = float(val)
+                for sid, why in v.excluded.items():
+                    per_id.setdefault(sid, {})[f"{m.label} excluded"] = why
             for kind, (x, y) in v.curves.items():
                 if kind in seen_curves:
                     continue
@@ -82,6 +90,10 @@ def collect_unit(
                     for a, b in zip(x, y, strict=True)
                 ]  # fmt: skip
         scores = scores_by_id.get(e.name, {})
+        in_subset: dict[str, list[str]] = {}
+        for label, ids in subsets.items():
+            for sid in ids:
+                in_subset.setdefault(sid, []).append(label)
         for s in split.test:
             per_image.append(
                 {
@@ -93,6 +105,8 @@ def collect_unit(
                     "defect": s.defect,
                     "image_score": float(scores.get(s.id, math.nan)),
                     "control": bool(e.control),
+                    "input_dependent": bool(getattr(e, "input_dependent", True)),
+                    "subsets": ";".join(in_subset.get(s.id, [])),
                     **per_id.get(s.id, {}),
                 }
             )

@@ -22,17 +22,10 @@ from xeval.engine.explain import checked_predict, explain_record
 from xeval.errors import UndefinedMetricWarning
 from xeval.explainers.base import Explainer
 from xeval.metrics.base import Explanation, Metric, MetricValue
+from xeval.progress import progress
 from xeval.record import Record
 
 __all__ = ["MetricStates", "stream"]
-
-
-def _progress(iterable, **kw):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return iterable
-    return tqdm(iterable, leave=False, disable=None, **kw)
 
 
 class MetricStates:
@@ -113,7 +106,7 @@ def stream(
         category=category,
     )
     n_batches = math.ceil(len(samples) / batch_size)
-    for rec in _progress(batches, total=n_batches, desc=f"{category}/{det.name}"):
+    for rec in progress(batches, total=n_batches, desc=f"{category}/{det.name} test"):
         scores, dmaps = checked_predict(det, rec.inputs.images)
         for e in explainers:
             expl = explain_record(

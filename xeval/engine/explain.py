@@ -46,16 +46,22 @@ def checked_predict(det: Detector, images: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def explain_inputs(
-    expl: Explainer, det: Detector, inputs: Inputs, maps: np.ndarray | None
+    expl: Explainer, det: Detector, inputs: Inputs, maps: np.ndarray | None, *, flags=None
 ) -> np.ndarray:
-    """``expl``'s ``(B, h, w)`` maps of ``inputs`` (checked)."""
+    """``expl``'s ``(B, h, w)`` maps of ``inputs`` (shape checked). A map holding NaN or
+    inf is replaced by zeros (a degenerate map the metrics score as such) and flagged
+    in ``flags`` (a list, when given) -- counted, never dropped silently."""
     a = np.asarray(expl.explain(det, inputs, maps=maps))
     if a.ndim != 3 or a.shape[0] != len(inputs):
         raise InputError(
             f"explainer {expl.name!r} returned shape {a.shape}, expected ({len(inputs)}, h, w)"
         )
-    if not np.isfinite(a).all():
-        raise InputError(f"explainer {expl.name!r} returned NaN or inf values")
+    bad = ~np.isfinite(a).reshape(len(a), -1).all(axis=1)
+    if bad.any():
+        a = np.array(a, dtype=np.float32, copy=True)
+        a[bad] = 0.0
+    if flags is not None:
+        flags.extend(bad.tolist())
     return a
 
 
@@ -83,7 +89,8 @@ def explain_record(
 ) -> Explanation:
     """The :class:`Explanation` of ``record`` by ``expl`` (maps at the detector's and at
     the native resolution, image scores, calibration, probe context)."""
-    a = explain_inputs(expl, det, record.inputs, det_maps)
+    flags: list[bool] = []
+    a = explain_inputs(expl, det, record.inputs, det_maps, flags=flags)
     native = to_native(a, record.inputs.native_sizes)
     scores, note = image_scores(expl, det_scores, native)
     return Explanation(
@@ -95,6 +102,7 @@ def explain_record(
         calibration=calibration or {},
         probe=probe,
         score_note=note,
+        nonfinite=np.asarray(flags, dtype=bool),
     )
 
 

@@ -16,6 +16,7 @@ from xeval.engine.explain import checked_predict, explain_record, explanation_fn
 from xeval.errors import UndefinedMetricWarning
 from xeval.explainers.base import Explainer
 from xeval.metrics.base import Metric
+from xeval.progress import progress
 
 __all__ = ["run_probes"]
 
@@ -54,7 +55,7 @@ def run_probes(
             )
         )
         scores, dmaps = checked_predict(det, rec.inputs.images)
-        for e in explainers:
+        for e in progress(explainers, desc=f"{category}/{det.name} {', '.join(labels)}"):
             probe = probe_for(e, list(ids))
             probe.explain_fn = explanation_fn(
                 e, category=category, ids=list(ids), images=rec.inputs.images

@@ -216,13 +216,17 @@ evaluate_detector = evaluate_unit
 
 
 # ------------------------------------------------------------------------------ run
-def _verdict_metrics(results: pd.DataFrame, per_image: pd.DataFrame) -> dict[str, bool]:
-    rows = results[results["family"].isin(VERDICT_FAMILIES)]
-    out: dict[str, bool] = {}
-    for label, hib in zip(rows["label"], rows["higher_is_better"], strict=True):
-        if label in per_image.columns:
-            out.setdefault(label, bool(hib))
-    return out
+def _verdict_rules(cfg: RunConfig, per_image: pd.DataFrame) -> dict:
+    """The verdict rule of every per-image metric of the verdict families (from the
+    metrics themselves: what they are compared with, and on which threshold)."""
+    from xeval.engine.verdicts import VerdictRule
+
+    rules: dict = {}
+    for d in cfg.detectors:
+        for m in build_metrics(cfg.metrics_for(d)):
+            if m.per_image and m.family in VERDICT_FAMILIES and m.label in per_image.columns:
+                rules.setdefault(m.label, VerdictRule.of(m))
+    return rules
 
 
 def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = True) -> RunResult:
@@ -290,7 +294,7 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     manifest = build_manifest(cfg, splits, timings=timings, units=resolved)
     verdict_df = verdicts(
         per_image_df,
-        metrics=_verdict_metrics(results, per_image_df),
+        metrics=_verdict_rules(cfg, per_image_df),
         n_boot=cfg.evaluation.bootstrap,
         seed=cfg.seed,
     )
@@ -304,6 +308,7 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
         gallery=gallery.gallery_items(items) if cfg.report.gallery else [],
         manifest=manifest,
         title=f"xeval report: {cfg.name}",
+        per_image=per_image_df,
     )
     files = write_report(report, out, figures=cfg.report.figures)
     atomic_write_text(out / "per_image.csv", per_image_df.to_csv(index=False))

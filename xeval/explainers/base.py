@@ -36,6 +36,9 @@ class Explainer(ABC):
     #: Image-level score of this explanation: ``"max"`` of the map, or ``"detector"``
     #: (the detector's own score, for its native map).
     image_score: ClassVar[str] = "max"
+    #: False for maps that ignore the image (the centre prior): they are perfectly
+    #: robust by construction and not valid comparators for robustness.
+    input_dependent: ClassVar[bool] = True
 
     @abstractmethod
     def explain(

@@ -99,6 +99,7 @@ class CachedExplainer(Explainer):
         self.requires = explainer.requires
         self.control = explainer.control
         self.image_score = getattr(explainer, "image_score", "max")
+        self.input_dependent = getattr(explainer, "input_dependent", True)
         self.hits = 0
         self.misses = 0
 

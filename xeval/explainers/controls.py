@@ -81,6 +81,7 @@ class CentrePrior(Explainer):
 
     name = "centre"
     control = True
+    input_dependent = False
 
     def __init__(self, *, sigma_fraction: float = 0.25) -> None:
         if not float(sigma_fraction) > 0:

@@ -142,6 +142,9 @@ class Explanation:
         For metrics that query the detector (see :class:`ProbeContext`).
     score_note:
         How :attr:`scores` were obtained (recorded in the results' notes).
+    nonfinite:
+        ``(B,)`` bool: the explainer returned NaN or inf for the image (its map is
+        replaced by zeros, so metrics see a degenerate map; counted, never dropped).
     """
 
     explainer: str
@@ -152,6 +155,7 @@ class Explanation:
     calibration: Mapping[tuple, Any] = field(default_factory=dict)
     probe: ProbeContext | None = None
     score_note: str = ""
+    nonfinite: np.ndarray | None = None
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> Explanation:
         idx = np.asarray(idx, dtype=np.int64)
@@ -160,7 +164,23 @@ class Explanation:
             maps=self.maps[idx],
             native=[self.native[i] for i in idx],
             scores=np.asarray(self.scores)[idx],
+            nonfinite=None if self.nonfinite is None else np.asarray(self.nonfinite)[idx],
         )
+
+    def degenerate(self) -> list[str | None]:
+        """Per image: ``"non-finite"``, ``"all zero"``, ``"constant"`` or None (a map
+        with some variation)."""
+        out: list[str | None] = []
+        for i, m in enumerate(self.maps):
+            if self.nonfinite is not None and self.nonfinite[i]:
+                out.append("non-finite")
+            elif not np.any(m):
+                out.append("all zero")
+            elif float(np.max(m)) == float(np.min(m)):
+                out.append("constant")
+            else:
+                out.append(None)
+        return out
 
 
 @dataclass
@@ -179,7 +199,8 @@ class MetricValue:
     ids: list | None = None
     threshold: float = math.nan
     note: str = ""
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    excluded: dict = field(default_factory=dict)
 
 
 def canonical_params(params: Mapping) -> str:
@@ -279,6 +300,15 @@ class Metric(ABC):
         """Key of the state this metric shares with others (None: its own state)."""
         return None
 
+    #: Name of a metric this one is read against (e.g. IoU@t against the oracle IoU);
+    #: when both are computed, :meth:`relate` may add a note to this one's row.
+    compare_with: ClassVar[str | None] = None
+
+    def relate(self, mine: MetricValue, other: MetricValue) -> str:
+        """A note when ``mine`` contradicts ``other`` (the :attr:`compare_with`
+        metric's value on the same data); empty by default."""
+        return ""
+
     def calibrations(self) -> list[tuple]:
         """Values to fit on normal validation maps before the test set, e.g.
         ``[("normal_quantile", 0.99)]``; read back from ``explanation.calibration``."""
@@ -322,16 +352,44 @@ class Metric(ABC):
         return bootstrap_mean_ci(value.per_image, n_boot=n_boot, seed=seed)
 
 
+def exclusion_note(excluded: dict, n: int) -> str:
+    """``"3 of 12 images excluded (not separated from its substrate: 2; constant map:
+    1)"`` (empty when none is)."""
+    if not excluded:
+        return ""
+    counts: dict[str, int] = {}
+    for r in excluded.values():
+        counts[r] = counts.get(r, 0) + 1
+    detail = "; ".join(f"{r}: {k}" for r, k in sorted(counts.items()))
+    return f"{len(excluded)} of {n} images excluded ({detail})"
+
+
+def robust_spread(values) -> float:
+    """A robust standard deviation: IQR / 1.349 (the sigma of a Gaussian); the standard
+    deviation when the IQR is 0; 0 for fewer than two values."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return 0.0
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    iqr = float(q3 - q1) / 1.349
+    return iqr if iqr > 0 else float(v.std(ddof=1))
+
+
 # ------------------------------------------------------------------ per-image kind
 @dataclass
 class PerImageState:
-    """Per-image values (NaN where undefined) and the ids they belong to, in order."""
+    """Per-image values (NaN where undefined), the ids they belong to and, for images
+    without a value, why (None where there is a value), in update order."""
 
     ids: list = field(default_factory=list)
     values: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
 
     def merge(self, other: PerImageState) -> PerImageState:
-        return PerImageState(self.ids + other.ids, self.values + other.values)
+        return PerImageState(
+            self.ids + other.ids, self.values + other.values, self.reasons + other.reasons
+        )
 
 
 class PerImageMetric(Metric):
@@ -347,17 +405,23 @@ class PerImageMetric(Metric):
         return PerImageState()
 
     @abstractmethod
-    def values(self, record, explanation: Explanation) -> np.ndarray:
-        """``(B,)`` per-image values of a record (NaN where undefined)."""
+    def values(self, record, explanation: Explanation):
+        """``(B,)`` per-image values of a record (NaN where undefined), or ``(values,
+        reasons)`` with, per image, why it has no value (None where it has one)."""
 
     def update(self, state: PerImageState, record, explanation: Explanation) -> PerImageState:
-        v = np.asarray(self.values(record, explanation), dtype=float)
+        out = self.values(record, explanation)
+        reasons = None
+        if isinstance(out, tuple):
+            out, reasons = out
+        v = np.asarray(out, dtype=float)
         if v.shape != (len(record),):
             raise InputError(
                 f"metric {self.name!r}: values() returned shape {v.shape} for {len(record)} images"
             )
         state.ids.extend(record.ids)
         state.values.extend(v.tolist())
+        state.reasons.extend(list(reasons) if reasons is not None else [None] * len(v))
         return state
 
     def merge(self, a: PerImageState, b: PerImageState) -> PerImageState:
@@ -371,12 +435,18 @@ class PerImageMetric(Metric):
             from xeval.metrics._validation import undefined
 
             undefined(self.label, "no image where it is defined")
+        excluded = {
+            i: r
+            for i, r, v in zip(state.ids, state.reasons, per, strict=False)
+            if r and np.isnan(v)
+        }
         return MetricValue(
             value=value,
             n=int(ok.size),
             per_image=per,
             ids=list(state.ids),
-            note=self.note(),
+            note="; ".join(p for p in (self.note(), exclusion_note(excluded, len(per))) if p),
+            excluded=excluded,
         )
 
     def note(self) -> str:

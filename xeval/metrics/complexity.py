@@ -240,3 +240,31 @@ class EntropyComplexity(PerImageMetric):
 
     def values(self, record, explanation):
         return entropy_complexity(explanation.native)
+
+
+@METRICS.register
+class DegenerateMaps(PerImageMetric):
+    """Degenerate-map rate: the fraction of images whose explanation map is degenerate
+    -- all zero, constant, or non-finite (NaN/inf, replaced by zeros so that every other
+    metric scores it as a degenerate map) -- with the kinds counted in the note. Such
+    maps explain nothing; metrics score them at chance level (or exclude them, saying
+    so), so a high rate must be read next to every other number. **Lower is better.**
+    Reference: the degenerate explanations of Adebayo et al. (2018), "Sanity Checks for
+    Saliency Maps", NeurIPS (e.g. all-zero Grad-CAM maps)."""
+
+    name = "degenerate_maps"
+    higher_is_better = False
+    family = "complexity"
+
+    def values(self, record, explanation):
+        kinds = explanation.degenerate()
+        return np.array([0.0 if k is None else 1.0 for k in kinds]), kinds
+
+    def compute(self, state):
+        out = super().compute(state)
+        kinds = [r for r in state.reasons if r]
+        counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+        detail = ", ".join(f"{v} {k}" for k, v in counts.items()) or "none"
+        out.note = f"fraction of degenerate maps ({detail} of {len(state.values)})"
+        out.excluded = {}
+        return out

@@ -43,7 +43,7 @@ import numpy as np
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
-from xeval.metrics.base import PerImageMetric
+from xeval.metrics.base import PerImageMetric, robust_spread
 from xeval.metrics.resize import resize_to
 from xeval.registry import METRICS
 from xeval.rng import rng as make_rng
@@ -223,8 +223,13 @@ def _raw_curves(
     insertion: bool,
     metric: str,
     keys=None,
+    constant: str = "exclude",
 ):
-    """Raw scores ``(B, steps+1)`` (NaN rows for constant maps), fractions, substrate."""
+    """Raw scores ``(B, steps+1)`` (NaN rows for constant maps with
+    ``constant="exclude"``; a seeded random removal order with ``"random"``),
+    fractions, substrate."""
+    if constant not in ("exclude", "random"):
+        raise InputError(f"constant must be 'exclude' or 'random', got {constant!r}")
     images = _check_images(images)
     attr = _check_attributions(attributions, images)
     steps = check_positive_int(steps, "steps")
@@ -239,6 +244,10 @@ def _raw_curves(
     fractions = counts / n_regions
     rank = _ranks(rel, ascending=ascending)
     const = _constant(attr)
+    if constant == "random":  # chance level: a removal order drawn at random, seeded
+        for i in np.flatnonzero(const):
+            rank[i] = make_rng(int(seed), keys[i], "order").permutation(n_regions)
+        const = np.zeros_like(const)
     _warn_undefined(
         metric,
         np.flatnonzero(const),
@@ -283,16 +292,25 @@ class PerturbationCurve:
         ``(B, K)`` raw detector scores of the perturbed images (NaN rows for images
         with a constant attribution map).
     curves:
-        ``(B, K)`` normalised scores ``(s_k - s_sub) / (s_x - s_sub)``: ``s_x`` the
-        score of the intact image, ``s_sub`` the score of the fully replaced image (the
-        substrate). Deletion goes from 1 to 0, insertion from 0 to 1. Not clipped.
+        ``(B, K)`` normalised scores ``(s_k - s_sub) / (s_x - s_sub)`` clipped to
+        ``[0, 1]``: ``s_x`` the score of the intact image, ``s_sub`` the score of the
+        fully replaced image (the substrate). Deletion goes from 1 to 0, insertion from
+        0 to 1. NaN rows for excluded images.
     auc:
-        ``(B,)`` trapezoidal area under ``curves`` over ``fractions``.
+        ``(B,)`` trapezoidal area under ``curves`` over ``fractions``, in ``[0, 1]``;
+        NaN for excluded images.
     substrate:
         What replaced the removed pixels (e.g. ``"normal (mean normal reference
         image)"``).
     notes:
         Caveats, e.g. that the substrate creates new anomalies (black, blur).
+    excluded:
+        ``(B,)`` why each image has no value (None where it has one):
+        ``"constant map"`` or ``"not separated from its substrate"``.
+    overshoot:
+        ``(B,)`` the largest unclipped ``(s_k - s_sub) / (s_x - s_sub)`` minus 1 (above
+        0: some intermediate image scored above the intact one -- the substitution
+        itself looked anomalous), NaN for excluded images.
     """
 
     kind: str
@@ -302,6 +320,8 @@ class PerturbationCurve:
     auc: np.ndarray
     substrate: str
     notes: tuple[str, ...] = field(default=())
+    excluded: tuple = field(default=())
+    overshoot: np.ndarray | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -321,6 +341,8 @@ def perturbation_curve(
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
     keys=None,
+    margin: float = 0.0,
+    constant: str = "exclude",
 ) -> PerturbationCurve:
     """Deletion or insertion curves of a set of images (Petsiuk et al. 2018, RISE).
 
@@ -336,10 +358,15 @@ def perturbation_curve(
     **higher = more faithful**.
 
     Anomaly scores are unbounded and may be negative, hence this affine normalisation
-    rather than ``s_k / s_0``; there is no clipping (a curve that rises above the intact
-    score exceeds 1). ``s_x == s_sub`` (e.g. a normal image against the normal
-    reference) is undefined: NaN with an :class:`~xeval.errors.UndefinedMetricWarning`,
-    as are constant attribution maps (no removal order).
+    rather than ``s_k / s_0``. It is only meaningful when the intact image is clearly
+    more anomalous than its substrate: an image with ``s_x - s_sub <= margin`` (e.g. a
+    normal image against the normal reference, or an anomaly the detector misses) is
+    **excluded** -- NaN with an :class:`~xeval.errors.UndefinedMetricWarning` and the
+    reason in :attr:`PerturbationCurve.excluded` -- never turned into a huge ratio; so
+    are constant attribution maps (no removal order). The normalised values are clipped
+    to ``[0, 1]`` (an intermediate image scoring above the intact one counts as 1, below
+    the substrate as 0; :attr:`PerturbationCurve.overshoot` keeps how far they went), so
+    every curve and AUC lies in ``[0, 1]`` and no image dominates a mean.
 
     Parameters
     ----------
@@ -368,6 +395,14 @@ def perturbation_curve(
         Seed of ROAD's noise (other substrates are deterministic).
     keys:
         One key per image (e.g. sample ids) seeding its noise; default its position.
+    margin:
+        Minimum ``s_x - s_sub`` (score units) for an image to count; the engine sets it
+        from the detector's score spread on normal validation images.
+    constant:
+        A constant map (all zero, or all equal) defines no removal order: ``"exclude"``
+        it (NaN, reason ``"constant map"``), or score it with a ``"random"`` order drawn
+        from ``(seed, key)`` -- the chance level, so that a method cannot gain from
+        degenerate maps being left out.
 
     Reference: Petsiuk, Das & Saenko (2018), "RISE: Randomized Input Sampling for
     Explanation of Black-box Models", BMVC; substrate "road": Rong et al. (2022), ICML.
@@ -390,20 +425,34 @@ def perturbation_curve(
         insertion=insertion,
         metric=metric,
         keys=keys,
+        constant=constant,
     )
+    margin = float(margin)
+    if not (np.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin!r}")
     s_x = scores[:, -1] if insertion else scores[:, 0]
     s_sub = scores[:, 0] if insertion else scores[:, -1]
     denom = s_x - s_sub
-    flat = np.isfinite(denom) & (denom == 0)
+    close = np.isfinite(denom) & (denom <= margin)
     _warn_undefined(
         metric,
-        np.flatnonzero(flat),
-        "the intact image scores the same as the fully replaced one (s(x) == s(substrate)): "
-        "nothing to normalise by (a normal image replaced by normal content does this)",
+        np.flatnonzero(close),
+        f"the intact image does not score clearly above its fully replaced version "
+        f"(s(x) - s(substrate) <= {margin:.3g}): nothing to remove (a normal image, or an "
+        "anomaly the detector misses)",
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        curves = (scores - s_sub[:, None]) / np.where(flat, np.nan, denom)[:, None]
+        raw = (scores - s_sub[:, None]) / np.where(close, np.nan, denom)[:, None]
+    curves = np.clip(raw, 0.0, 1.0)
     auc = _trapezoid(curves, fractions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        overshoot = np.nanmax(raw, axis=1) - 1.0 if raw.size else np.zeros(0)
+    const = np.isnan(scores).all(axis=1)
+    excluded = tuple(
+        "constant map" if c else ("not separated from its substrate" if f else None)
+        for c, f in zip(const, close, strict=True)
+    )
     return PerturbationCurve(
         kind=kind,
         fractions=fractions,
@@ -412,6 +461,8 @@ def perturbation_curve(
         auc=auc,
         substrate=sub.describe(),
         notes=_notes(sub),
+        excluded=excluded,
+        overshoot=overshoot,
     )
 
 
@@ -458,6 +509,9 @@ def aopc(
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
     keys=None,
+    normalise: bool = False,
+    margin: float = 0.0,
+    constant: str = "exclude",
 ) -> np.ndarray:
     """Area over the perturbation curve (AOPC), per image ``(B,)``.
 
@@ -473,6 +527,11 @@ def aopc(
     goes); LeRF **lower = more faithful** (removing irrelevant pixels changes little).
     ``aopc(morf) - aopc(lerf)`` (ABPC) combines the two. Other parameters as
     :func:`perturbation_curve`.
+
+    ``normalise=True`` divides each drop by ``s_0 - s_sub`` (the drop when everything
+    is replaced) and clips it to ``[0, 1]``, so the value lies in ``[0, 1]`` and is
+    comparable across images and detectors; images with ``s_0 - s_sub <= margin`` are
+    then NaN (not separated from their substrate), as in :func:`perturbation_curve`.
 
     Reference: Samek, Binder, Montavon, Lapuschkin & Müller (2017), "Evaluating the
     visualization of what a deep neural network has learned", IEEE TNNLS.
@@ -493,8 +552,22 @@ def aopc(
         insertion=False,
         metric=f"AOPC ({order.upper()})",
         keys=keys,
+        constant=constant,
     )
-    return (scores[:, :1] - scores).mean(axis=1)
+    drops = scores[:, :1] - scores
+    if not normalise:
+        return drops.mean(axis=1)
+    total = drops[:, -1]
+    close = np.isfinite(total) & (total <= float(margin))
+    _warn_undefined(
+        f"AOPC ({order.upper()})",
+        np.flatnonzero(close),
+        f"the intact image does not score clearly above its fully replaced version "
+        f"(s(x) - s(substrate) <= {float(margin):.3g})",
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.clip(drops / np.where(close, np.nan, total)[:, None], 0.0, 1.0)
+    return rel.mean(axis=1)
 
 
 # ------------------------------------------------------------ faithfulness correlation
@@ -511,6 +584,7 @@ def faithfulness_correlation(
     batch_size: int = DEFAULT_BATCH,
     seed: int = 0,
     keys=None,
+    margin: float | None = None,
 ) -> np.ndarray:
     """Faithfulness correlation per image ``(B,)``, in ``[-1, 1]``; **higher = more faithful**.
 
@@ -539,6 +613,9 @@ def faithfulness_correlation(
         on ``(seed, keys[i])``.
     keys:
         One key per image (e.g. sample ids); default its position in the call.
+    margin:
+        When given, the image is also scored with every region replaced, and images
+        with ``s(x) - s(substrate) <= margin`` are NaN: their score drops are noise.
     """
     images = _check_images(images)
     attr = _check_attributions(attributions, images)
@@ -565,14 +642,18 @@ def faithfulness_correlation(
             f"got {subset_size!r}"
         )
     k = n_samples + 1  # job 0 of each image: the intact image
-    chosen = np.zeros((b, k, n_regions), dtype=bool)
+    full = margin is not None  # one more job: every region replaced
+    chosen = np.zeros((b, k + full, n_regions), dtype=bool)
     for i in range(b):
         rng = make_rng(int(seed), keys[i])
         for j in range(1, k):
             chosen[i, j, rng.choice(n_regions, size=m, replace=False)] = True
-    sums = (chosen[:, 1:] * rel[:, None, :]).sum(axis=2)  # (B, n_samples)
-    job_img = np.repeat(np.arange(b), k)
-    job_s = np.tile(np.arange(k), b)
+    if full:
+        chosen[:, k] = True
+    sums = (chosen[:, 1:k] * rel[:, None, :]).sum(axis=2)  # (B, n_samples)
+    kk = k + full
+    job_img = np.repeat(np.arange(b), kk)
+    job_s = np.tile(np.arange(kk), b)
 
     def make_removed(js: np.ndarray) -> np.ndarray:
         return chosen[job_img[js], job_s[js]][:, labels]
@@ -581,10 +662,19 @@ def faithfulness_correlation(
         def fill(self, idx, removed, js):
             return bound.fill(idx, removed, [(keys[job_img[j]], int(job_s[j])) for j in js])
 
-    s = _score_jobs(detector, images, _Keyed(), job_img, make_removed, batch_size).reshape(b, k)
-    drops = s[:, :1] - s[:, 1:]
+    s = _score_jobs(detector, images, _Keyed(), job_img, make_removed, batch_size).reshape(b, kk)
+    drops = s[:, :1] - s[:, 1:k]
     out = np.full(b, np.nan)
     flat = (sums.std(axis=1) == 0) | (drops.std(axis=1) == 0)
+    if full:
+        close = (s[:, 0] - s[:, k]) <= float(margin)
+        _warn_undefined(
+            "faithfulness correlation",
+            np.flatnonzero(close & ~flat),
+            f"the intact image does not score clearly above its fully replaced version "
+            f"(s(x) - s(substrate) <= {float(margin):.3g}): its score drops are noise",
+        )
+        flat |= close
     _warn_undefined(
         "faithfulness correlation",
         np.flatnonzero(flat),
@@ -785,20 +875,44 @@ Removal = Literal["normal", "reconstruction", "road", "black", "blur"]
 
 class _ProbeMetric(PerImageMetric):
     """Base of the faithfulness metrics: they score the detector on perturbed copies of
-    a stratified subset of anomalous test images (``max_images`` of them)."""
+    a stratified subset of anomalous test images (``max_images`` of them).
+
+    Only images whose score is clearly above their substrate's count: ``s(x) -
+    s(substrate) > separation * spread``, with ``spread`` a robust standard deviation
+    (IQR / 1.349) of the detector's scores on the normal validation images -- a
+    difference within the normal score noise carries no evidence about the
+    explanation. Other images are excluded with the reason, never turned into large
+    ratios."""
 
     family = "faithfulness"
     needs = frozenset({"detector", "reference"})
     subset = True
     population = "anomalous"
+    separated: ClassVar[bool] = True  # uses the separation margin
 
-    def _common(self, *, substrate, patch_size, max_images) -> None:
+    def _common(self, *, substrate, patch_size, max_images, separation=1.0) -> None:
         """Check and keep the options every faithfulness metric has."""
         self.substrate = resolve_substrate(substrate).name
         self.patch_size = (
             None if patch_size is None else check_positive_int(patch_size, "patch_size")
         )
         check_positive_int(max_images, "max_images")
+        if isinstance(separation, bool) or not float(separation) >= 0:
+            raise InputError(f"separation must be a number >= 0, got {separation!r}")
+        self.separation = float(separation)
+
+    def calibrations(self) -> list[tuple]:
+        return [("detector_scores",)] if self.separated else []
+
+    def _margin(self, explanation) -> float:
+        scores = explanation.calibration.get(("detector_scores",))
+        return self.separation * robust_spread(scores) if scores is not None else 0.0
+
+    def _separation_note(self) -> str:
+        return (
+            f"images with s(x) - s(substrate) <= {self.separation:g} x the robust spread "
+            "of normal validation scores excluded"
+        )
 
     def _run(self, fn, record, explanation, **options):
         """``fn(detector, images, attributions, ...)`` on the record, with the normal
@@ -833,21 +947,33 @@ class _CurveMetric(_ProbeMetric):
         steps: int = DEFAULT_STEPS,
         substrate: Removal = "normal",
         patch_size: int = 1,
+        separation: float = 1.0,
         max_images: int = 16,
     ) -> None:
         self.steps = check_positive_int(steps, "steps")
-        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
+        self._common(
+            substrate=substrate, patch_size=patch_size, max_images=max_images, separation=separation
+        )
 
     def values(self, record, explanation):
-        return self._run(
-            perturbation_curve, record, explanation, kind=self.kind, steps=self.steps
-        ).auc
+        pc = self._run(
+            perturbation_curve,
+            record,
+            explanation,
+            kind=self.kind,
+            steps=self.steps,
+            margin=self._margin(explanation),
+            constant="random",
+        )
+        return pc.auc, list(pc.excluded)
 
     def note(self) -> str:
         patch = f"; {self.patch_size} px patches" if self.patch_size > 1 else ""
         return (
-            f"removed pixels replaced by '{self.substrate}' substrate; {self.steps} steps"
-            f"{patch}; up to {self.params['max_images']} anomalous images"
+            f"normalised score (s_k - s_sub) / (s_x - s_sub) clipped to [0, 1]; removed "
+            f"pixels replaced by '{self.substrate}' substrate; {self.steps} steps{patch}; "
+            "constant maps scored with a random removal order (chance level); "
+            + self._separation_note()
         )
 
 
@@ -864,6 +990,7 @@ class DeletionAUC(_CurveMetric):
     higher_is_better = False
     headline = 2
     kind = "deletion"
+    curve_kind: ClassVar[str] = "deletion"
 
 
 @METRICS.register
@@ -881,10 +1008,12 @@ class InsertionAUC(_CurveMetric):
 
 @METRICS.register
 class AOPC(_ProbeMetric):
-    """Area over the perturbation curve (Samek et al. 2017, IEEE TNNLS):
-    ``1/(L+1) sum_k (s_0 - s_k)`` as regions are replaced by normal content in ``order``
-    (``"morf"``: most relevant first, **higher is better**; ``"lerf"``: least relevant
-    first, **lower is better**), in raw score units."""
+    """Area over the perturbation curve (Samek et al. 2017, IEEE TNNLS), normalised:
+    ``1/(L+1) sum_k clip((s_0 - s_k) / (s_0 - s_sub), 0, 1)`` as regions are replaced by
+    normal content in ``order`` (``"morf"``: most relevant first, **higher is better**;
+    ``"lerf"``: least relevant first, **lower is better**); in [0, 1], images not
+    separated from their substrate excluded (the functional :func:`aopc` also gives
+    Samek's raw-unit value)."""
 
     name = "aopc"
     higher_is_better = True
@@ -896,13 +1025,16 @@ class AOPC(_ProbeMetric):
         steps: int = DEFAULT_STEPS,
         substrate: Removal = "normal",
         patch_size: int = 1,
+        separation: float = 1.0,
         max_images: int = 16,
     ) -> None:
         if order not in ("morf", "lerf"):
             raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
         self.order = order
         self.steps = check_positive_int(steps, "steps")
-        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
+        self._common(
+            substrate=substrate, patch_size=patch_size, max_images=max_images, separation=separation
+        )
         # the direction depends on the order: an instance attribute shadows the class one
         self.higher_is_better = order == "morf"  # type: ignore[misc]
 
@@ -911,12 +1043,21 @@ class AOPC(_ProbeMetric):
         return f"aopc_{self.order}"
 
     def values(self, record, explanation):
-        return self._run(aopc, record, explanation, order=self.order, steps=self.steps)
+        return self._run(
+            aopc,
+            record,
+            explanation,
+            order=self.order,
+            steps=self.steps,
+            normalise=True,
+            margin=self._margin(explanation),
+            constant="random",
+        )
 
     def note(self) -> str:
         return (
-            f"raw score units; '{self.substrate}' substrate; {self.steps} steps; "
-            f"{self.order.upper()}"
+            f"mean drop relative to the full drop, clipped to [0, 1]; '{self.substrate}' "
+            f"substrate; {self.steps} steps; {self.order.upper()}; " + self._separation_note()
         )
 
 
@@ -937,11 +1078,14 @@ class FaithfulnessCorrelation(_ProbeMetric):
         subset_size: int | float = 0.1,
         substrate: Removal = "normal",
         patch_size: int = 1,
+        separation: float = 1.0,
         max_images: int = 16,
     ) -> None:
         self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         self.subset_size = subset_size
-        self._common(substrate=substrate, patch_size=patch_size, max_images=max_images)
+        self._common(
+            substrate=substrate, patch_size=patch_size, max_images=max_images, separation=separation
+        )
 
     def values(self, record, explanation):
         return self._run(
@@ -950,10 +1094,14 @@ class FaithfulnessCorrelation(_ProbeMetric):
             explanation,
             n_samples=self.n_samples,
             subset_size=self.subset_size,
+            margin=self._margin(explanation),
         )
 
     def note(self) -> str:
-        return f"{self.n_samples} random subsets; '{self.substrate}' substrate"
+        return (
+            f"{self.n_samples} random subsets; '{self.substrate}' substrate; "
+            + self._separation_note()
+        )
 
 
 @METRICS.register
@@ -966,6 +1114,7 @@ class Infidelity(_ProbeMetric):
     name = "infidelity"
     higher_is_better = False
     needs = frozenset({"detector", "reference", "gradients"})
+    separated = False
 
     def __init__(
         self,

@@ -472,13 +472,34 @@ class _MaskMetric(PerImageMetric):
     excluded_note = _EXCLUDED
 
 
+def _chance(masks, values: np.ndarray, tolerance: float = 0.0) -> tuple[np.ndarray, list]:
+    """Replace NaN values of anomalous images (a degenerate map: constant, or without
+    positive attribution) by the chance level -- the share of pixels that count as a hit
+    (the mask, dilated by ``tolerance``) -- and say so in the reasons."""
+    out = np.asarray(values, dtype=float).copy()
+    reasons: list = [None] * len(out)
+    for i, m in enumerate(masks):
+        m = np.asarray(m, dtype=bool)
+        if not np.isnan(out[i]) or not m.any():
+            continue
+        if tolerance > 0:
+            hit = ndimage.distance_transform_edt(~m) <= tolerance
+        else:
+            hit = m
+        out[i] = float(hit.mean())
+        reasons[i] = "degenerate map scored at chance level"
+    return out, reasons
+
+
 @METRICS.register
 class PointingGame(_MaskMetric):
     """Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation
     backprop", IJCV): per anomalous image, a hit (1) when the maximum of the map lies
     within ``tolerance`` pixels of the mask, else 0 (``ties="all"``: every maximal pixel
-    must lie in the mask); the mean over anomalous images. Empty masks and constant
-    maps are NaN, never hits. **Higher is better.**"""
+    must lie in the mask); the mean over anomalous images. Empty masks are NaN (never
+    hits); a constant map has no maximum and is scored at chance level (the share of
+    pixels that would be a hit), so degenerate maps can neither be excluded nor count
+    as hits. **Higher is better.**"""
 
     name = "pointing_game"
     headline = 2
@@ -493,23 +514,31 @@ class PointingGame(_MaskMetric):
         self.ties = _check_ties(ties)
 
     def values(self, record, explanation):
-        return pointing_game_per_image(
+        v = pointing_game_per_image(
             record.targets.masks, explanation.native, tolerance=self.tolerance, ties=self.ties
         )
+        return _chance(record.targets.masks, v, self.tolerance)
+
+    def note(self) -> str:
+        return f"{_EXCLUDED}; a constant map is scored at chance level (the share of hit pixels)"
 
 
 @METRICS.register
 class RelevanceMass(_MaskMetric):
     """Relevance mass accuracy (Arras et al. 2022, "CLEVR-XAI", Information Fusion):
     ``sum_GT a+ / sum a+`` with ``a+ = max(a, 0)`` per anomalous image, averaged; NaN for
-    an empty mask or a map without positive attribution. **Higher is better**, in
-    [0, 1]."""
+    an empty mask; a map without positive attribution is scored at chance level
+    (``|GT| / N``, what a uniform map gets). **Higher is better**, in [0, 1]."""
 
     name = "relevance_mass"
     headline = 2
 
     def values(self, record, explanation):
-        return relevance_mass_per_image(record.targets.masks, explanation.native)
+        v = relevance_mass_per_image(record.targets.masks, explanation.native)
+        return _chance(record.targets.masks, v)
+
+    def note(self) -> str:
+        return f"{_EXCLUDED}; a map without positive attribution is scored at chance (|GT| / N)"
 
 
 @METRICS.register

@@ -70,7 +70,7 @@ import copy
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -606,7 +606,10 @@ class MPRTSpearman(Metric):
     re-initialised from the output side, fitted statistics re-fitted; detectors whose
     learned part is not a stack of layers randomise it through ``Detector.randomise``),
     per image of a subset of anomalous images. **Lower is better** (the explanation
-    depends on what the detector learned)."""
+    depends on what the detector learned). Its verdict is absolute: the mean similarity
+    against ``threshold`` (0.5 by default, the heuristic of :func:`mprt_summary`) --
+    controls ignore the detector, so their similarity is 1 by construction and not a
+    valid comparator."""
 
     name = "mprt_spearman"
     higher_is_better = False
@@ -616,11 +619,15 @@ class MPRTSpearman(Metric):
     stage = "probe"
     subset = True
     population = "anomalous"
+    verdict_comparators: ClassVar[str] = "threshold"
 
-    def __init__(self, *, max_images: int = 4) -> None:
+    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD, max_images: int = 4) -> None:
         from xeval.checks import check_positive_int
 
         check_positive_int(max_images, "max_images")
+        if isinstance(threshold, bool) or not -1 <= float(threshold) <= 1:
+            raise InputError(f"threshold must be a Spearman value in [-1, 1], got {threshold!r}")
+        self.verdict_threshold = float(threshold)
 
     def init(self) -> MPRTState:
         return MPRTState()

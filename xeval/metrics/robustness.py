@@ -423,6 +423,8 @@ class _Sensitivity(PerImageMetric):
     higher_is_better = False
     needs = frozenset({"detector"})
     stage = "probe"
+    #: an input-independent map is perfectly stable: compare with input-dependent controls
+    verdict_comparators: ClassVar[str] = "input-dependent controls"
     subset = True
     population = "anomalous"
     function: ClassVar[Callable]

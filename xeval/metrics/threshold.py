@@ -242,6 +242,21 @@ class IoUAtThreshold(_AtThreshold):
     name = "iou"
     key = "iou@t"
     headline = 2
+    compare_with = "iou_oracle"
+
+    def relate(self, mine: MetricValue, other: MetricValue) -> str:
+        """Say when the validation threshold, not the map, limits IoU@t: less than half
+        of the best IoU any threshold reaches on the same maps."""
+        if not (math.isfinite(mine.value) and math.isfinite(other.value)):
+            return ""
+        if other.value > 0 and mine.value < 0.5 * other.value:
+            return (
+                f"the validation threshold t = {mine.threshold:.4g} reaches {mine.value:.3f}, "
+                f"less than half of the {other.value:.3f} of the best threshold "
+                f"({other.threshold:.4g}, tuned on the test set): the threshold rule, not "
+                "the map, limits this value (normal pixels score high, or anomalies low)"
+            )
+        return ""
 
 
 @METRICS.register

@@ -85,6 +85,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "top_k_intersection",
     "gini_sparseness",
     "entropy_complexity",
+    "degenerate_maps",
 )
 """Metrics of a config that lists none: detection, pixel, localisation and complexity
 (the costly faithfulness, robustness and sanity metrics are listed explicitly)."""
@@ -154,13 +155,14 @@ class EvaluationSettings:
     bootstrap:
         Bootstrap resamples of the confidence intervals (0: none).
     subset:
-        How costly metrics pick their ``max_images`` images: ``"first"`` (the first
-        ones in test order) or ``"stratified"`` (seeded, balanced over defect types).
+        How costly metrics pick their ``max_images`` images: ``"stratified"`` (default:
+        seeded, balanced over defect types) or ``"first"`` (the first ones in test
+        order; one defect type can dominate).
     """
 
     validation_fraction: float = 0.2
     bootstrap: int = 1000
-    subset: str = "first"
+    subset: str = "stratified"
 
 
 @dataclass(frozen=True)
@@ -444,7 +446,7 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
         f"{where}: validation_fraction must be in (0, 1), got {vf!r}",
     )
     boot = _int(evaluation.get("bootstrap", 1000), f"{where}: bootstrap", minimum=0)
-    subset = evaluation.get("subset", "first")
+    subset = evaluation.get("subset", "stratified")
     _expect(
         subset in SUBSET_STRATEGIES,
         f"{where}: evaluation.subset must be one of {SUBSET_STRATEGIES}, got {subset!r}",

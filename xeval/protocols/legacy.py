@@ -153,6 +153,7 @@ def translate(m: Mapping, *, where: str, warn: bool = True) -> tuple[list[dict],
         ]
     if full["complexity"]:
         out += [{"name": "gini_sparseness"}, {"name": "entropy_complexity"}]
+    out.append({"name": "degenerate_maps"})
     # as the old engine: an empty section ({}) switched its family off
     f = full["faithfulness"] or {}
     if f:

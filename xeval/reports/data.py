@@ -114,6 +114,9 @@ class ReportData:
         Explainer vs control verdicts (:func:`xeval.engine.verdicts.verdicts`).
     ranks : DataFrame, optional
         Rank table across explainers (:func:`xeval.engine.verdicts.rank_table`).
+    per_image : DataFrame, optional
+        The per-image table (which images the costly metrics ran on, and why some have
+        no value).
     """
 
     results: pd.DataFrame
@@ -123,6 +126,7 @@ class ReportData:
     title: str = "xeval report"
     verdicts: pd.DataFrame | None = None
     ranks: pd.DataFrame | None = None
+    per_image: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         check_results(self.results)

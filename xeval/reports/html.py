@@ -86,8 +86,10 @@ def render_html(
     tables = metric_tables(report.results, controls=controls)
     body = [
         _header(report, tables, files),
+        _conclusion_section(report.verdicts, report.results),
         _summary(report.results, tables, controls=controls, decimals=decimals),
         _verdict_section(report.verdicts, report.results),
+        _subset_section(report.per_image),
         _rank_section(report.ranks, decimals=decimals),
         _metric_sections(tables, decimals=decimals),
         _figures(figure_paths or {}),
@@ -123,7 +125,9 @@ def _header(report: ReportData, tables: list[MetricTable], files: Sequence[str])
         facts.append(f"categories: {escape(', '.join(cats))}")
     links = " ".join(f"<a href='{_href(f)}'>{escape(f)}</a>" for f in files)
     nav = (
-        "<nav><a href='#summary'>Summary</a><a href='#tables'>Tables</a>"
+        "<nav><a href='#conclusion'>Conclusion</a><a href='#summary'>Summary</a>"
+        "<a href='#verdicts'>Verdicts</a><a href='#subsets'>Subsets</a>"
+        "<a href='#tables'>Tables</a>"
         "<a href='#figures'>Figures</a><a href='#manifest'>Manifest</a>"
         f"<span class='muted'>files: {links}</span></nav>"
     )
@@ -221,17 +225,89 @@ def _verdict_section(verdicts, results) -> str:
         aggfunc="first",
         sort=False,
     ).reset_index()
+    meanings = overall.drop_duplicates("metric").set_index("metric")["meaning"]
+    legend = "".join(
+        f"<li><code>{escape(str(m))}</code>: {escape(str(t))}</li>"
+        for m, t in meanings.items()
+        if isinstance(t, str) and t
+    )
     return (
         "<section id='verdicts'><h2>Verdicts against the trivial controls</h2>"
-        "<p class='muted'>Per image, paired with each control (random, Sobel edges, centre "
-        "prior) on the same images; 95% bootstrap CI of the mean difference. "
-        "<b>beats</b>: better than every control; <b>loses</b>: worse than some control; "
-        "<b>ties</b>: otherwise. Pooled over categories. Per-control numbers: "
-        "verdicts.csv.</p>"
+        "<p class='muted'>Per image, paired with each reference on the same images; 95% "
+        "bootstrap CI of the mean difference. <b>beats</b>: better than every reference; "
+        "<b>loses</b>: worse than some reference; <b>ties</b>: otherwise; "
+        "<b>insufficient evidence</b>: fewer than 10 paired images; <b>passes</b> / "
+        "<b>fails</b> / <b>inconclusive</b>: against an absolute threshold. Pooled over "
+        "categories. Per-reference numbers: verdicts.csv.</p>"
         + _profile(overall, results)
         + "<h3>Per metric</h3>"
         + _frame_table(wide.fillna("n/a"), decimals=3)
+        + (f"<p class='legend'>What each verdict compares:</p><ul class='legend'>{legend}</ul>")
         + "</section>"
+    )
+
+
+def _subset_section(per_image) -> str:
+    """Which images the costly metrics ran on (per detector: count, categories, defect
+    types) and how many had no value, and why."""
+    if per_image is None or "subsets" not in per_image or not per_image["subsets"].any():
+        return ""
+    rows = []
+    for det, d in per_image.groupby("detector", sort=False):
+        real = d[~d["control"].astype(bool)]
+        first = (real if len(real) else d)["explainer"].iloc[0]
+        one = d[d["explainer"] == first]
+        labels = sorted({x for s in one["subsets"].dropna() for x in str(s).split(";") if x})
+        for label in labels:
+            chosen = one[
+                one["subsets"].fillna("").str.split(";").map(lambda xs, la=label: la in xs)
+            ]
+            cats = chosen["category"].value_counts(sort=False)
+            kinds = chosen["defect"].value_counts(sort=False) if "defect" in chosen else {}
+            col = f"{label} excluded"
+            excl = ""
+            if col in d:
+                why = d.loc[d[col].notna() & (d[col] != ""), ["explainer", col]]
+                if len(why):
+                    counts = why.groupby(col)["explainer"].agg(lambda e: len(e))
+                    excl = "; ".join(f"{r}: {k}" for r, k in counts.items())
+            rows.append(
+                {
+                    "detector": det,
+                    "metric": label,
+                    "images": int(len(chosen)),
+                    "categories": ", ".join(f"{c} {n}" for c, n in cats.items()),
+                    "defect types": ", ".join(f"{c} {n}" for c, n in kinds.items()),
+                    "no value (image x explainer)": excl or "none",
+                }
+            )
+    if not rows:
+        return ""
+    return (
+        "<section id='subsets'><h2>Subsets of the costly metrics</h2><p class='muted'>"
+        "Faithfulness, robustness and sanity run on a seeded subset of anomalous images per "
+        "category and detector (balanced over defect types with the stratified strategy); "
+        "the ids are in per_image.csv (column <code>subsets</code>), the reason for each "
+        "missing value in its <code>&lt;metric&gt; excluded</code> column.</p>"
+        + _frame_table(pd.DataFrame(rows), decimals=3)
+        + "</section>"
+    )
+
+
+def _conclusion_section(verdicts, results) -> str:
+    from xeval.reports.conclusion import conclusions
+
+    found = conclusions(verdicts, results)
+    if not found:
+        return ""
+    items = []
+    for det, lines in found.items():
+        body = "".join(f"<li>{escape(line)}</li>" for line in lines)
+        items.append(f"<h3>{escape(det)}</h3><ul>{body}</ul>")
+    return (
+        "<section id='conclusion'><h2>Conclusion</h2><p class='muted'>Generated from the "
+        "verdicts below: which explanation to trust, on which evidence, and where the "
+        "evidence is inconclusive.</p>" + "".join(items) + "</section>"
     )
 
 
@@ -244,12 +320,17 @@ def _profile(overall, results) -> str:
     fam = fam[fam["verdict"] != "undefined"]
     if fam.empty:
         return ""
-    cells = fam.groupby(["detector", "explainer", "family"], sort=False)["verdict"].agg(
-        lambda v: (
-            f"{int((v == 'beats').sum())}/{len(v)} beat"
-            + (f", {int((v == 'loses').sum())} lose" if (v == "loses").any() else "")
-        )
-    )
+
+    def cell(v) -> str:
+        good = int(v.isin(["beats", "passes"]).sum())
+        text = f"{good}/{len(v)} beat/pass"
+        for bad in ("loses", "fails", "insufficient evidence"):
+            k = int((v == bad).sum())
+            if k:
+                text += f", {k} {'lack evidence' if bad.startswith('insuff') else bad[:-1]}"
+        return text
+
+    cells = fam.groupby(["detector", "explainer", "family"], sort=False)["verdict"].agg(cell)
     wide = cells.unstack("family").reset_index()
     order = [
         c
@@ -259,8 +340,8 @@ def _profile(overall, results) -> str:
     wide = wide[["detector", "explainer", *order]].fillna("n/a")
     return (
         "<h3>Profile</h3><p class='muted'>Per audit family: number of metrics on "
-        "which the explainer beats every control / metrics measured.</p>"
-        + _frame_table(wide, decimals=3)
+        "which the explainer beats every reference (or passes its threshold) / metrics "
+        "measured.</p>" + _frame_table(wide, decimals=3)
     )
 
 

@@ -74,6 +74,7 @@ class MetricTable:
     notes: list[str] = field(default_factory=list)
     thresholds: list[float] = field(default_factory=list)
     controls: frozenset[str] = DEFAULT_CONTROLS
+    family: str = ""
 
     @property
     def title(self) -> str:
@@ -112,7 +113,9 @@ class MetricTable:
             several categories and no mean, nothing is compared.
         """
         col = column or _summary_column(self.columns)
-        if col is None:
+        if col is None or self.family == "detection":
+            # image-level numbers are detector metrics: an explainer's max-of-map score
+            # is not judged against the controls
             return []
         return _controls_not_beaten(self, col)
 
@@ -516,6 +519,7 @@ def _build_table(
         notes=notes,
         thresholds=thresholds,
         controls=controls,
+        family=str(part["family"].iloc[0]) if "family" in part and len(part) else "",
     )
 
 

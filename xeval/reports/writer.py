@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from xeval._io import atomic_write_json, atomic_write_text, safe_join
+from xeval.progress import progress
 from xeval.reports.data import ReportData, check_results, controls_of, display_frame
 from xeval.reports.figures import plot_category_bars, plot_curves, plot_gallery
 from xeval.reports.html import render_html
@@ -86,7 +87,9 @@ def write_report(
         return written[rel]
 
     put("results.csv", atomic_write_text, results_csv(report.results))
-    tables_md = markdown_tables(report.results, controls=controls, decimals=decimals)
+    tables_md = conclusion_markdown(report) + markdown_tables(
+        report.results, controls=controls, decimals=decimals
+    )
     put("results.md", atomic_write_text, tables_md)
     put("manifest.json", atomic_write_json, report.manifest)
     files = ["results.csv", "results.md", "manifest.json"]
@@ -107,6 +110,19 @@ def write_report(
     )
     put("index.html", atomic_write_text, page)
     return written
+
+
+def conclusion_markdown(report: ReportData) -> str:
+    """The generated conclusion as Markdown (empty without verdicts)."""
+    from xeval.reports.conclusion import conclusions
+
+    found = conclusions(report.verdicts, report.results)
+    if not found:
+        return ""
+    out = ["# Conclusion", ""]
+    for det, lines in found.items():
+        out += [f"## {det}", "", *(f"- {line}" for line in lines), ""]
+    return "\n".join(out) + "\n"
 
 
 def results_csv(results: pd.DataFrame) -> str:
@@ -166,7 +182,7 @@ def _write_figures(
     present = set(display_frame(report.results)["metric"].astype(str))
     metrics = headline_metrics(report.results) if bar_metrics is None else bar_metrics
     used: set[str] = set()
-    for metric in metrics:
+    for metric in progress(metrics, desc="report figures"):
         if metric not in present:
             continue
         key = _unique(f"bars_{slug(metric)}", used)
