@@ -425,3 +425,94 @@ def test_conv_autoencoder_reconstruction_and_infidelity():
     assert curve.scores.shape == (3, 5) and curve.substrate.startswith("reconstruction")
     inf = infidelity(det, x, mask, reference=train, n_samples=4, batch_size=8)
     assert inf.shape == (3,) and np.all(np.isfinite(inf)) and np.all(inf >= 0)
+
+
+# ----------------------------------------------------- bounded, separated (issue 8)
+def test_oracle_beats_random_on_every_clearly_detected_anomaly():
+    """Deletion and insertion: the true mask as the attribution is better than a random
+    map on every image whose score is clearly above its substrate's; an image that
+    barely differs from its substrate is excluded with a reason, never a large value."""
+    rng = np.random.default_rng(3)
+    normal = rng.uniform(0.3, 0.7, size=(3, 24, 24))
+    n = 12
+    images = np.repeat(normal[None], n, axis=0) + rng.normal(0, 0.01, (n, 3, 24, 24))
+    masks = np.zeros((n, 24, 24), bool)
+    for i in range(n):
+        y, x = rng.integers(0, 18, 2)
+        size = 6 if i else 1  # image 0: a one-pixel, barely visible defect
+        masks[i, y : y + size, x : x + size] = True
+        images[i][:, masks[i]] += 0.3 if i else 0.002
+    images = images.astype(np.float32)
+    det = AbsDetector(normal)
+    noise = det.predict(images)[0].std()  # score spread of the normal noise
+    oracle = masks.astype(np.float32)
+    random = rng.random(masks.shape).astype(np.float32)
+    kw = {"reference": normal, "steps": 12, "margin": 3 * noise}
+    with pytest.warns(UndefinedMetricWarning, match="does not score clearly above"):
+        d_o = deletion_curve(det, images, oracle, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        d_r = deletion_curve(det, images, random, **kw)
+        i_o = insertion_curve(det, images, oracle, **kw)
+        i_r = insertion_curve(det, images, random, **kw)
+    clear = np.array([e is None for e in d_o.excluded])
+    assert not clear[0] and clear[1:].all()
+    assert d_o.excluded[0] == "not separated from its substrate"
+    assert np.isnan(d_o.auc[0]) and np.isnan(i_o.auc[0])  # NaN, not a huge ratio
+    assert np.all(d_o.auc[clear] < d_r.auc[clear])
+    assert np.all(i_o.auc[clear] > i_r.auc[clear])
+    for c in (d_o, d_r, i_o, i_r):  # every curve and AUC in [0, 1]
+        ok = ~np.isnan(c.auc)
+        assert np.all((c.auc[ok] >= 0) & (c.auc[ok] <= 1))
+        assert np.nanmin(c.curves) >= 0 and np.nanmax(c.curves) <= 1
+
+
+def test_without_a_margin_a_near_tie_would_explode():
+    """The failure the margin prevents: s(x) barely above s(substrate) makes the
+    normalised curve of any removal order huge before clipping."""
+    normal = np.full((3, 8, 8), 0.5)
+    img = normal.copy()
+    img[:, 2, 2] += 0.2  # s(x) = 0.6
+    ref = normal.copy()
+    ref[:, 5, 5] += 0.2 - 1e-4  # s(substrate) = 0.6 - 3e-4: a near tie
+    det = AbsDetector(normal)
+    att = np.zeros((1, 8, 8), np.float32)
+    att[0, 5, 5] = 1.0  # removing it first adds the reference's own anomaly
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        c = deletion_curve(det, img[None].astype(np.float32), att, reference=ref, steps=4)
+    assert c.overshoot[0] > 10  # what an unclipped ratio would have reported
+    assert 0 <= c.auc[0] <= 1  # bounded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        c2 = deletion_curve(
+            det, img[None].astype(np.float32), att, reference=ref, steps=4, margin=0.01
+        )
+    assert np.isnan(c2.auc[0]) and c2.excluded[0] == "not separated from its substrate"
+
+
+def test_constant_maps_at_chance_or_excluded():
+    rng = np.random.default_rng(0)
+    normal = rng.uniform(0.3, 0.7, size=(3, 12, 12))
+    imgs = (normal[None] + 0.0).repeat(3, axis=0)
+    imgs[:, :, 3:7, 3:7] += 0.4
+    det = AbsDetector(normal)
+    flat = np.zeros((3, 12, 12), np.float32)
+    with pytest.warns(UndefinedMetricWarning, match="constant"):
+        c = deletion_curve(det, imgs.astype(np.float32), flat, reference=normal, steps=6)
+    assert np.isnan(c.auc).all() and set(c.excluded) == {"constant map"}
+    r = deletion_curve(
+        det, imgs.astype(np.float32), flat, reference=normal, steps=6, constant="random",
+        keys=["a", "b", "c"],
+    )  # fmt: skip
+    assert np.isfinite(r.auc).all() and np.all((r.auc >= 0) & (r.auc <= 1))
+    r2 = deletion_curve(
+        det, imgs.astype(np.float32), flat, reference=normal, steps=6, constant="random",
+        keys=["a", "b", "c"], batch_size=1,
+    )  # fmt: skip
+    np.testing.assert_array_equal(r.auc, r2.auc)  # seeded by the key, not the batch
+    r3 = deletion_curve(
+        det, imgs.astype(np.float32), flat, reference=normal, steps=6, constant="random",
+        keys=["x", "y", "z"],
+    )  # fmt: skip
+    assert not np.array_equal(r.curves, r3.curves)  # another key, another order
