@@ -80,15 +80,18 @@ def collect_unit(
                     per_id.setdefault(sid, {})[m.label] = float(val)
                 for sid, why in v.excluded.items():
                     per_id.setdefault(sid, {})[f"{m.label} excluded"] = why
-            for kind, (x, y) in v.curves.items():
+            for kind, xy in v.curves.items():
                 if kind in seen_curves:
                     continue
                 seen_curves.add(kind)
-                curves += [
-                    dict(detector=detector, explainer=e.name, category=cat, curve=kind,
-                         x=float(a), y=float(b))
-                    for a, b in zip(x, y, strict=True)
-                ]  # fmt: skip
+                x, y = xy[0], xy[1]
+                lo, hi = (xy[2], xy[3]) if len(xy) == 4 else (None, None)
+                for j in range(len(x)):
+                    row = dict(detector=detector, explainer=e.name, category=cat, curve=kind,
+                               x=float(x[j]), y=float(y[j]))  # fmt: skip
+                    if lo is not None:
+                        row["y_low"], row["y_high"] = float(lo[j]), float(hi[j])
+                    curves.append(row)
         scores = scores_by_id.get(e.name, {})
         in_subset: dict[str, list[str]] = {}
         for label, ids in subsets.items():

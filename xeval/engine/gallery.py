@@ -1,6 +1,10 @@
-"""The best and worst test image of each explainer in a unit, by a per-image metric
-(default: the first per-image localisation metric of the run), with its mask and
-explanation map at native resolution (re-explained: the stream keeps no maps)."""
+"""Gallery images of a unit, with masks and explanation maps at native resolution
+(re-explained: the stream keeps no maps):
+
+- ``example``: the same few anomalous images for every explainer of a detector (one per
+  defect type, seeded), so that explanations can be compared side by side;
+- ``best`` / ``worst``: each explainer's best and worst image by a per-image metric
+  (default: the first per-image localisation metric of the run)."""
 
 from __future__ import annotations
 
@@ -31,6 +35,47 @@ def gallery_metric(metrics: list[Metric], wanted: str | None) -> int | None:
     return None
 
 
+def _examples(det: Detector, explainers, split: CategorySplit, *, batch_size: int, n: int = 3):
+    from xeval.engine.subsets import select
+
+    ids = select(split.test, n=n, population="anomalous", strategy="stratified", seed=0,
+                 key=f"{split.category}/gallery")  # fmt: skip
+    if not ids:
+        return []
+    by_id = {s.id: s for s in split.test}
+    samples = [by_id[i] for i in ids]
+    rec = next(
+        iter_batches(
+            samples,
+            batch_size=len(samples),
+            image_size=tuple(det.input_size),
+            with_masks=True,
+            category=split.category,
+        )
+    )
+    _, dmaps = checked_predict(det, rec.inputs.images)
+    items = []
+    for e in explainers:
+        maps = to_native(explain_inputs(e, det, rec.inputs, dmaps), rec.inputs.native_sizes)
+        for k, sid in enumerate(ids):
+            items.append(
+                {
+                    "detector": det.name,
+                    "explainer": e.name,
+                    "category": split.category,
+                    "rank": "example",
+                    "metric": "",
+                    "higher_is_better": True,
+                    "value": float("nan"),
+                    "sample_id": sid,
+                    "image_path": str(by_id[sid].image_path),
+                    "mask": rec.targets.masks[k],
+                    "amap": maps[k].astype(np.float32),
+                }
+            )
+    return items
+
+
 def gallery_candidates(
     det: Detector,
     explainers: list[Explainer],
@@ -42,12 +87,12 @@ def gallery_candidates(
     batch_size: int,
 ) -> list[dict]:
     """One ``best`` and one ``worst`` item per explainer (see the module docstring)."""
+    by_id = {s.id: s for s in split.test}
+    items = _examples(det, explainers, split, batch_size=batch_size)
     i = gallery_metric(metrics, wanted)
     if i is None:
-        return []
+        return items
     m = metrics[i]
-    by_id = {s.id: s for s in split.test}
-    items = []
     for e in explainers:
         v = states[e.name].compute(i)
         vals = np.asarray(v.per_image, dtype=float)
@@ -97,6 +142,9 @@ def gallery_items(gallery: list[dict]) -> list:
 
     chosen: dict = {}
     for g in gallery:
+        if g["rank"] == "example":
+            chosen[(g["detector"], g["explainer"], "example", g["sample_id"])] = g
+            continue
         k = (g["detector"], g["explainer"], g["rank"])
         sign = 1.0 if g.get("higher_is_better", True) else -1.0
         better = sign * g["value"] > sign * chosen[k]["value"] if k in chosen else True

@@ -287,7 +287,7 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     rows += collect.mean_rows(rows)
     results = results_frame(rows)
     curves_df = pd.DataFrame(
-        curves, columns=["detector", "explainer", "category", "curve", "x", "y"]
+        curves, columns=["detector", "explainer", "category", "curve", "x", "y", "y_low", "y_high"]
     )
     per_image_df = pd.DataFrame(per_image)
     timings["total_s"] = time.perf_counter() - t_start

@@ -43,7 +43,7 @@ import numpy as np
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
-from xeval.metrics.base import PerImageMetric, robust_spread
+from xeval.metrics.base import PerImageMetric, PerImageState, robust_spread
 from xeval.metrics.resize import resize_to
 from xeval.registry import METRICS
 from xeval.rng import rng as make_rng
@@ -938,8 +938,54 @@ class _ProbeMetric(PerImageMetric):
         )
 
 
+@dataclass
+class CurveState(PerImageState):
+    """Per-image AUCs and reasons, plus each image's clipped normalised curve (None for
+    excluded images), for the mean curve with its band."""
+
+    curves: list = field(default_factory=list)
+    fractions: np.ndarray | None = None
+
+    def merge(self, other: CurveState) -> CurveState:
+        base = PerImageState.merge(self, other)
+        fr = self.fractions if self.fractions is not None else other.fractions
+        return CurveState(base.ids, base.values, base.reasons, self.curves + other.curves, fr)
+
+
 class _CurveMetric(_ProbeMetric):
     kind: ClassVar[str] = "deletion"
+
+    def init(self) -> CurveState:
+        return CurveState()
+
+    def update(self, state: CurveState, record, explanation) -> CurveState:
+        pc = self._run(
+            perturbation_curve,
+            record,
+            explanation,
+            kind=self.kind,
+            steps=self.steps,
+            margin=self._margin(explanation),
+            constant="random",
+        )
+        state.ids.extend(record.ids)
+        state.values.extend(np.asarray(pc.auc, dtype=float).tolist())
+        state.reasons.extend(pc.excluded)
+        state.curves.extend(
+            None if np.isnan(a) else c for a, c in zip(pc.auc, pc.curves, strict=True)
+        )
+        state.fractions = pc.fractions
+        return state
+
+    def compute(self, state: CurveState):
+        out = super().compute(state)
+        kept = [c for c in state.curves if c is not None]
+        if kept and state.fractions is not None:
+            y = np.vstack(kept)
+            mean = y.mean(axis=0)
+            half = 1.96 * y.std(axis=0, ddof=1) / np.sqrt(len(y)) if len(y) > 1 else 0 * mean
+            out.curves[self.label] = (state.fractions, mean, mean - half, mean + half)
+        return out
 
     def __init__(
         self,
@@ -955,17 +1001,8 @@ class _CurveMetric(_ProbeMetric):
             substrate=substrate, patch_size=patch_size, max_images=max_images, separation=separation
         )
 
-    def values(self, record, explanation):
-        pc = self._run(
-            perturbation_curve,
-            record,
-            explanation,
-            kind=self.kind,
-            steps=self.steps,
-            margin=self._margin(explanation),
-            constant="random",
-        )
-        return pc.auc, list(pc.excluded)
+    def values(self, record, explanation):  # pragma: no cover - update() is overridden
+        raise NotImplementedError
 
     def note(self) -> str:
         patch = f"; {self.patch_size} px patches" if self.patch_size > 1 else ""

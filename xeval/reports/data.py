@@ -24,10 +24,12 @@ from xeval.results import RESULT_COLUMNS
 
 CURVE_COLUMNS = ["detector", "explainer", "category", "curve", "x", "y"]
 """Columns of :attr:`ReportData.curves`. ``curve`` is ``"roc"`` (pixel ROC), ``"pro"``
-(PRO curve) or ``"image_roc"``; ``x`` is the false positive rate."""
+(PRO curve), ``"image_roc"``, or a faithfulness metric's label (e.g.
+``"deletion_auc"``: the mean normalised curve over the fraction removed); ``x`` is the
+false positive rate (or the fraction). Optional ``y_low`` / ``y_high``: a 95% band."""
 
 CURVE_KINDS = ("roc", "pro", "image_roc")
-RANKS = ("best", "worst")
+RANKS = ("example", "best", "worst")
 
 
 @dataclass
