@@ -120,7 +120,7 @@ def test_numbers_equal_direct_metric_calls(split):
     # a constant map: pixel AUROC exactly 1/2 (all ties), defined
     assert rows["flat", "pixel_auroc"]["value"] == pytest.approx(0.5)
     assert rows["native", "image_auroc"]["ci_low"] <= rows["native", "image_auroc"]["value"]
-    assert {g["rank"] for g in unit["gallery"]} == {"best", "worst"}
+    assert {g["rank"] for g in unit["gallery"]} == {"example", "best", "worst"}
     assert len(unit["per_image"]) == 2 * len(split.test)
 
 
