@@ -18,7 +18,14 @@ from xeval.data import (
     read_image,
     read_mask,
 )
-from xeval.data.textures import QUICK_CATEGORIES, _crop, _photo, _regions, _rng
+from xeval.data.textures import (
+    QUICK_CATEGORIES,
+    TEXTURES_VERSION,
+    _crop,
+    _photo,
+    _regions,
+    _rng,
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +137,94 @@ def test_mask_is_exactly_the_changed_pixels(kind, cat):
         assert np.array_equal(changed, mask)
         delta = np.abs(out.astype(int) - clean.astype(int)).max(axis=-1)
         assert delta[mask].mean() > 15  # visible, not a faint change
+
+
+def _draw_many(kind, n, tile=64):
+    """``n`` defects of ``kind`` on test tiles of the four photographs, one seed each."""
+    cats = ["brick", "grass", "gravel", "tissue"]
+    for i in range(n):
+        cat = cats[i % 4]
+        rng = _rng(i, cat, kind, "spread")
+        clean = _crop(_photo(cat), _regions(cat, tile)["test"], tile, rng)
+        other = cats[(i + 1) % 4]
+        source = _crop(_photo(other), (0, 512), tile, rng) / 255.0 if kind == "cut_paste" else None
+        yield clean, make_defect(kind, clean, rng, source=source)
+
+
+def _touches_border(mask):
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_defects_are_spread_uniformly_over_the_tile(kind):
+    # every pixel equally likely to be defective: the central square (half the side,
+    # 25 % of the area) holds about 25 % of the mask pixels (centre-biased placement:
+    # ~45 %), the band along the border as much as the rest, many masks touch the border
+    tile, n = 64, 120
+    q = tile // 4
+    band = np.ones((tile, tile), bool)
+    band[tile // 8 : -tile // 8, tile // 8 : -tile // 8] = False
+    total = np.zeros((tile, tile))
+    touching = 0
+    for clean, (out, mask) in _draw_many(kind, n, tile):
+        assert mask.any() and np.array_equal((out != clean).any(axis=-1), mask)
+        total += mask
+        touching += _touches_border(mask)
+    share = total[q:-q, q:-q].sum() / total.sum()
+    assert 0.15 <= share <= 0.37, share
+    assert total[band].mean() / total.mean() > 0.75
+    assert touching / n > 0.4
+
+
+def test_clipped_defects_keep_exact_masks():
+    # defects cut by the border: still exact, non-empty, at least the minimum area
+    seen = 0
+    for kind in DEFECT_KINDS:
+        for clean, (out, mask) in _draw_many(kind, 40, 48):
+            assert mask.sum() >= max(6, int(0.003 * mask.size))
+            assert np.array_equal((out != clean).any(axis=-1), mask)
+            seen += _touches_border(mask)
+    assert seen > 40
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_defects_are_deterministic(kind):
+    clean = _crop(_photo("tissue"), (307, 512), 64, _rng(0, "clean"))
+    source = _crop(_photo("grass"), (0, 512), 64, _rng(0, "source")) / 255.0
+    draws = [make_defect(kind, clean, _rng(s, kind), source=source) for s in (5, 5, 6)]
+    assert np.array_equal(draws[0][0], draws[1][0]) and np.array_equal(draws[0][1], draws[1][1])
+    assert not np.array_equal(draws[0][1], draws[2][1])
+
+
+def test_quick_build_masks_reach_the_border(quick):
+    touching = defective = 0
+    for cat in QUICK_CATEGORIES:
+        for s in load_mvtec(quick, cat).test:
+            if s.label:
+                defective += 1
+                touching += _touches_border(read_mask(s.mask_path))
+    assert defective == 24 and touching >= 6
+
+
+def test_version_is_in_the_cache_key(tmp_path, monkeypatch):
+    import xeval.data.textures as T
+
+    kw = {"quick": True, "categories": ["brick"], "n_train": 1, "n_test_good": 1}
+    kw.update(n_test_defect_per_kind=1, defects=["hole"])
+    a = build_textures(tmp_path, **kw)
+    assert a.name.startswith(f"textures-v{TEXTURES_VERSION}-")
+    assert json.loads((a / "dataset.json").read_text())["version"] == TEXTURES_VERSION
+    monkeypatch.setattr(T, "TEXTURES_VERSION", TEXTURES_VERSION + 1)
+    b = build_textures(tmp_path, **kw)  # a new version is rebuilt, not read from the old
+    assert b != a and b.name.startswith(f"textures-v{TEXTURES_VERSION + 1}-")
+
+
+def test_card_states_the_current_version():
+    from xeval.data.cards import dataset_card
+
+    card = dataset_card("textures")
+    assert card["version"] == TEXTURES_VERSION
+    assert "measured" in card
 
 
 def test_default_cache_dir_env(monkeypatch, tmp_path):

@@ -11,6 +11,17 @@ changed by at least ``min_change`` grey levels (where the blended change rounds 
 less, typically on a soft border, the pixel is pushed by ``min_change`` levels away from
 the nearer bound, which is invisible but keeps the mask and the change consistent).
 
+Placement
+---------
+Defects are placed uniformly: the centre of each defect (the midpoint of a scratch) is
+uniform over the tile grown by the defect's own reach, so every pixel of the tile is
+equally likely to be covered, borders and corners included (the central square of half
+the side holds about 25 % of the mask pixels, as it holds 25 % of the area). A defect
+may touch the border or be cut by it: it is drawn on a padded canvas and cropped, so a
+clipped defect looks like a larger one partly outside the tile, and its mask stays exact.
+A draw leaving fewer than ``min_area`` pixels inside the tile is redrawn whole (this
+removes only slivers, the spread stays flat within noise).
+
 Kinds (:data:`DEFECT_KINDS`)
 ----------------------------
 ``scratch``
@@ -44,51 +55,104 @@ def _scale(shape: tuple[int, ...]) -> float:
     return min(shape[0], shape[1]) / 128.0
 
 
-def _blob(
-    shape: tuple[int, int], rng: np.random.Generator, *, radius: float, irregularity: float
-) -> np.ndarray:
-    """A star-shaped irregular blob (bool), its centre well inside the tile."""
+def _centre(
+    shape: tuple[int, int], rng: np.random.Generator, *, reach: tuple[float, float, float, float]
+) -> tuple[float, float]:
+    """A defect centre, uniform over the tile grown by the defect's reach.
+
+    ``reach = (up, down, left, right)``: how far the defect (its blending weight
+    included) can extend from its centre in each direction. The centre is uniform over
+    ``[-down, H - 1 + up] x [-right, W - 1 + left]``, the positions from which the defect
+    can cover a tile pixel, so **every pixel of the tile is equally likely to be
+    covered** (no centre bias, borders included); the part outside the tile is clipped.
+    Draws that leave too little inside the tile are redrawn by :func:`make_defect`.
+    """
     h, w = shape
-    margin = min(radius * 0.8, 0.4 * min(h, w))
-    cy = rng.uniform(margin, h - margin)
-    cx = rng.uniform(margin, w - margin)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    theta = np.arctan2(yy - cy, xx - cx)
-    r = np.ones_like(theta)
-    for k in range(2, 6):
-        r += rng.uniform(0, irregularity / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    # anisotropy: a random ellipse
-    ratio = rng.uniform(0.6, 1.0)
+    up, down, left, right = (max(0.0, float(r)) for r in reach)
+    return rng.uniform(-down, h - 1 + up), rng.uniform(-right, w - 1 + left)
+
+
+def _crop(a: np.ndarray, pad: int) -> np.ndarray:
+    """The tile part of an array computed on the tile padded by ``pad`` on every side."""
+    return a[pad : a.shape[0] - pad, pad : a.shape[1] - pad]
+
+
+def _pad_for(sigma: float) -> int:
+    """Padding that keeps a Gaussian filter of ``sigma`` exact inside the tile."""
+    return int(np.ceil(3.0 * sigma)) + 1
+
+
+def _blob(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    radius: float,
+    irregularity: float,
+    pad: int,
+    spill: float,
+) -> np.ndarray:
+    """A star-shaped irregular blob (bool) on the tile padded by ``pad`` on every side.
+
+    Its centre is drawn by :func:`_centre` (anywhere over the tile, possibly outside it,
+    clipped by the border); ``spill`` is how far the blending weight derived from the
+    blob (a blur) reaches beyond the blob.
+    """
+    h, w = shape
+    amp = [rng.uniform(0, irregularity / k) for k in range(2, 6)]
+    phase = [rng.uniform(0, 2 * np.pi) for _ in range(2, 6)]
+    ratio = rng.uniform(0.6, 1.0)  # anisotropy: a random ellipse
     phi = rng.uniform(0, np.pi)
+
+    def rel(theta):
+        r = np.ones_like(theta)
+        for k, a, ph in zip(range(2, 6), amp, phase, strict=True):
+            r += a * np.cos(k * theta + ph)
+        return r
+
+    # the blob lies within radius * max(r) of its centre (the ellipse only shrinks it)
+    extent = radius * float(rel(np.linspace(0, 2 * np.pi, 721)).max()) + 1.0 + spill
+    cy, cx = _centre(shape, rng, reach=(extent, extent, extent, extent))
+    yy, xx = np.mgrid[-pad : h + pad, -pad : w + pad].astype(np.float64)
     dy, dx = yy - cy, xx - cx
+    theta = np.arctan2(dy, dx)
     u = dx * np.cos(phi) + dy * np.sin(phi)
     v = (-dx * np.sin(phi) + dy * np.cos(phi)) / ratio
-    return np.hypot(u, v) < radius * r
+    return np.hypot(u, v) < radius * rel(theta)
 
 
-def _curve(shape: tuple[int, int], rng: np.random.Generator, *, length: float) -> np.ndarray:
-    """Pixels (bool) on a smooth random curve of about ``length`` pixels."""
+def _curve(
+    shape: tuple[int, int], rng: np.random.Generator, *, length: float, pad: int
+) -> np.ndarray:
+    """Pixels (bool) on a smooth random curve of about ``length`` pixels, on the tile
+    padded by ``pad`` on every side; the curve's midpoint is drawn by :func:`_centre`."""
     h, w = shape
-    y, x = rng.uniform(0.2 * h, 0.8 * h), rng.uniform(0.2 * w, 0.8 * w)
+    n = max(int(2 * length), 2)  # steps of half a pixel
     heading = rng.uniform(0, 2 * np.pi)
     bend = rng.uniform(-2.0, 2.0) / max(length, 1.0)
-    line = np.zeros(shape, dtype=bool)
-    for _ in range(int(2 * length)):  # steps of half a pixel
-        iy, ix = int(round(y)), int(round(x))
-        if 0 <= iy < h and 0 <= ix < w:
-            line[iy, ix] = True
-        heading += bend + rng.normal(0, 0.03)
-        y += 0.5 * np.sin(heading)
-        x += 0.5 * np.cos(heading)
+    headings = heading + np.cumsum(bend + rng.normal(0, 0.03, size=n - 1))
+    steps = 0.5 * np.stack([np.sin(headings), np.cos(headings)], axis=1)
+    path = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+    path -= path[n // 2]  # offsets from the midpoint
+    lo, hi = path.min(axis=0), path.max(axis=0)
+    cy, cx = _centre(shape, rng, reach=(-lo[0] + pad, hi[0] + pad, -lo[1] + pad, hi[1] + pad))
+    iy = np.rint(path[:, 0] + cy).astype(np.int64) + pad
+    ix = np.rint(path[:, 1] + cx).astype(np.int64) + pad
+    keep = (iy >= 0) & (iy < h + 2 * pad) & (ix >= 0) & (ix < w + 2 * pad)
+    line = np.zeros((h + 2 * pad, w + 2 * pad), dtype=bool)
+    line[iy[keep], ix[keep]] = True
     return line
 
 
 def _scratch(tile: np.ndarray, rng: np.random.Generator, source: np.ndarray | None):
     s = _scale(tile.shape)
     h, w = tile.shape[:2]
-    line = _curve((h, w), rng, length=rng.uniform(0.35, 0.75) * min(h, w))
-    dist = ndi.distance_transform_edt(~line)
+    length = rng.uniform(0.35, 0.75) * min(h, w)
     half = 0.5 * max(1.0, rng.uniform(1.0, 2.5) * s)
+    pad = int(np.ceil(half)) + 2  # the weight is > 0 up to half + 1 from the line
+    line = _curve((h, w), rng, length=length, pad=pad)
+    if not line.any():
+        return np.zeros_like(tile), np.zeros((h, w))
+    dist = _crop(ndi.distance_transform_edt(~line), pad)
     alpha = np.clip(1.0 - (dist - half), 0.0, 1.0) * rng.uniform(0.55, 0.9)
     value = 0.95 if tile.mean() < 0.5 else 0.05
     return np.full_like(tile, value), alpha
@@ -96,11 +160,14 @@ def _scratch(tile: np.ndarray, rng: np.random.Generator, source: np.ndarray | No
 
 def _stain(tile: np.ndarray, rng: np.random.Generator, source: np.ndarray | None):
     s = _scale(tile.shape)
-    blob = _blob(
-        tile.shape[:2], rng, radius=rng.uniform(0.08, 0.2) * min(tile.shape[:2]), irregularity=0.6
-    )
-    alpha = ndi.gaussian_filter(blob.astype(np.float64), sigma=max(0.7, rng.uniform(1.0, 3.0) * s))
+    h, w = tile.shape[:2]
+    radius = rng.uniform(0.08, 0.2) * min(h, w)
+    sigma = max(0.7, rng.uniform(1.0, 3.0) * s)
+    pad = _pad_for(sigma)
+    big = _blob((h, w), rng, radius=radius, irregularity=0.6, pad=pad, spill=2 * sigma)
+    alpha = _crop(ndi.gaussian_filter(big.astype(np.float64), sigma=sigma), pad)
     alpha *= rng.uniform(0.65, 0.9)
+    blob = _crop(big, pad)
     c = tile.shape[-1]
     if c == 1:
         gain = np.array([rng.uniform(0.35, 0.6)])
@@ -128,28 +195,35 @@ def _cut_paste(tile: np.ndarray, rng: np.random.Generator, source: np.ndarray | 
     # bring the mean close to the tile's (the texture, not the brightness, is the cue)
     shift = rng.uniform(-0.08, 0.08)
     target = np.clip(src - src.mean() + tile.mean() + shift, 0.0, 1.0)
-    blob = _blob(
-        tile.shape[:2], rng, radius=rng.uniform(0.1, 0.22) * min(tile.shape[:2]), irregularity=0.8
+    h, w = tile.shape[:2]
+    sigma = 0.6
+    pad = _pad_for(sigma)
+    big = _blob(
+        (h, w),
+        rng,
+        radius=rng.uniform(0.1, 0.22) * min(h, w),
+        irregularity=0.8,
+        pad=pad,
+        spill=2 * sigma,
     )
-    alpha = ndi.gaussian_filter(blob.astype(np.float64), sigma=0.6)
+    alpha = _crop(ndi.gaussian_filter(big.astype(np.float64), sigma=sigma), pad)
     return target, alpha
 
 
 def _hole(tile: np.ndarray, rng: np.random.Generator, source: np.ndarray | None):
     s = _scale(tile.shape)
     h, w = tile.shape[:2]
-    blob = _blob((h, w), rng, radius=rng.uniform(0.08, 0.18) * min(h, w), irregularity=0.4)
-    depth = ndi.distance_transform_edt(blob)
-    depth = depth / max(depth.max(), 1.0)
+    radius = rng.uniform(0.08, 0.18) * min(h, w)
+    sigma = max(0.7, rng.uniform(1.0, 2.0) * s)
+    pad = _pad_for(sigma)
+    big = _blob((h, w), rng, radius=radius, irregularity=0.4, pad=pad, spill=2 * sigma)
+    depth = ndi.distance_transform_edt(big)  # depth of the whole hole, clipped part included
+    depth = _crop(depth / max(depth.max(), 1.0), pad)
     dark = rng.uniform(0.03, 0.12)
     shade = dark * (1.2 - 0.6 * depth) + rng.normal(0, 0.01, size=(h, w))
     target = np.repeat(np.clip(shade, 0.0, 1.0)[..., None], tile.shape[-1], axis=-1)
-    alpha = np.clip(
-        ndi.gaussian_filter(blob.astype(np.float64), sigma=max(0.7, rng.uniform(1.0, 2.0) * s))
-        * 1.3,
-        0,
-        1,
-    )
+    blur = _crop(ndi.gaussian_filter(big.astype(np.float64), sigma=sigma), pad)
+    alpha = np.clip(blur * 1.3, 0.0, 1.0)
     return target, alpha
 
 
@@ -208,7 +282,7 @@ def make_defect(
     *,
     source: np.ndarray | None = None,
     min_area: int | None = None,
-    max_tries: int = 20,
+    max_tries: int = 50,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a defect of ``kind`` on the uint8 tile ``clean`` ``(H, W, C)``.
 
