@@ -420,8 +420,10 @@ class Uniform(Substrate):
         self.low, self.high, self.seed = float(low), float(high), int(seed)
 
     def single(self, images: np.ndarray) -> np.ndarray:
+        """One noise image (from ``seed``) shared by every input: batch-independent."""
         rng = np.random.default_rng(self.seed)
-        return rng.uniform(self.low, self.high, size=images.shape).astype(np.float32)
+        one = rng.uniform(self.low, self.high, size=images.shape[1:]).astype(np.float32)
+        return np.broadcast_to(one, images.shape).copy()
 
     def distribution(self, images: np.ndarray, *, k: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, int(seed)])

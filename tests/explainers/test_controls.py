@@ -90,3 +90,18 @@ def test_centre_prior_rejects_bad_sigma():
 def test_controls_are_flagged():
     assert RandomMap.control and SobelEdges.control and CentrePrior.control
     assert not NativeMap.control
+
+
+def test_sobel_is_the_2d_sobel_of_each_image():
+    """Each map is scipy's 2-D Sobel magnitude of its own grey image: no smoothing along
+    the batch axis (which would mix neighbouring images of the batch)."""
+    from scipy import ndimage
+
+    imgs = np.random.default_rng(3).random((3, 3, 9, 11), dtype=np.float32)
+    m = SobelEdges().explain(None, make_batch(["a", "b", "c"], imgs))
+    for i, grey in enumerate(imgs.astype(np.float64).mean(axis=1)):
+        sy = ndimage.sobel(grey, axis=0, mode="reflect")
+        sx = ndimage.sobel(grey, axis=1, mode="reflect")
+        np.testing.assert_allclose(m[i], np.hypot(sx, sy), rtol=1e-6, atol=1e-6)
+        single = SobelEdges().explain(None, make_batch(["x"], imgs[i : i + 1]))
+        np.testing.assert_array_equal(single[0], m[i])

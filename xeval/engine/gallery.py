@@ -151,10 +151,11 @@ def gallery_items(gallery: list[dict]) -> list:
         worse = sign * g["value"] < sign * chosen[k]["value"] if k in chosen else True
         if (g["rank"] == "best" and better) or (g["rank"] == "worst" and worse):
             chosen[k] = g
-    order = {"best": 0, "worst": 1}
+    order = {"example": 0, "best": 1, "worst": 2}
     items = []
     for g in sorted(
-        chosen.values(), key=lambda g: (g["detector"], g["explainer"], order[g["rank"]])
+        chosen.values(),
+        key=lambda g: (g["detector"], order[g["rank"]], g["explainer"], g["sample_id"]),
     ):
         img = read_image(g["image_path"])
         if img.shape[:2] != g["mask"].shape:

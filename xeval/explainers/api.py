@@ -42,7 +42,8 @@ def make_explainer(method: str, **params: Any) -> Explainer:
         raise InputError(
             f"unknown explanation method {method!r}; known: {method_names()}"
         ) from None
-    sig = inspect.signature(cls.__init__).parameters
+    # a class without its own __init__ takes no parameters (object's is (*args, **kwargs))
+    sig = {} if cls.__init__ is object.__init__ else inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.values())
     if "reference" in params and "reference" not in sig and not takes_kwargs:
         params = {k: v for k, v in params.items() if k != "reference"}  # baseline-free

@@ -1,7 +1,7 @@
 """On-disk cache of explanations, one ``.npy`` file per (detector, explainer, sample).
 
 Key: sha256 of the canonical JSON (sorted keys, no whitespace) of
-``{"v": 1, "detector": detector_key, "explainer": explainer.config(), "sample": id,
+``{"v": CACHE_VERSION, "detector": detector_key, "explainer": explainer.config(), "sample": id,
 "image": sha256 of the sample's pixels}``; the file is ``<cache_dir>/<key[:2]>/<key>.npy``.
 The image hash makes a stale entry impossible when the same id is re-rendered at
 another resolution or with other preprocessing (``hash_images=False`` drops it).
@@ -30,7 +30,9 @@ from xeval.record import Inputs
 
 __all__ = ["CachedExplainer", "cache_key", "detector_fingerprint"]
 
-CACHE_VERSION = 1
+#: 2: GradientSHAP / SmoothGrad / KernelSHAP draw per sample id and the Sobel control
+#: no longer smooths across the batch (entries of version 1 are not reused)
+CACHE_VERSION = 2
 
 
 def _canonical(obj: Any) -> str:

@@ -54,8 +54,11 @@ class RandomMap(Explainer):
 class SobelEdges(Explainer):
     """Sobel gradient magnitude of the grey-level image (channel mean).
 
-    ``sqrt(sx**2 + sy**2)`` with ``scipy.ndimage.sobel`` along each axis (borders
-    reflected); high on edges and texture, whatever the detector does.
+    ``sqrt(sx**2 + sy**2)`` with the 2-D Sobel filter of each image along each spatial
+    axis (derivative ``[-1, 0, 1]`` along it, smoothing ``[1, 2, 1]`` along the other,
+    borders reflected: ``scipy.ndimage.sobel`` of one ``(H, W)`` image); high on edges
+    and texture, whatever the detector does. Each map depends on its image only (the
+    filters never run along the batch axis).
     """
 
     name = "sobel"
@@ -65,10 +68,17 @@ class SobelEdges(Explainer):
         self, detector: Detector, inputs: Inputs | np.ndarray, *, maps: np.ndarray | None = None
     ) -> np.ndarray:
         _image_shape(inputs)
-        grey = np.asarray(images_of(inputs), dtype=np.float64).mean(axis=1)
-        sy = ndimage.sobel(grey, axis=1, mode="reflect")
-        sx = ndimage.sobel(grey, axis=2, mode="reflect")
+        grey = np.asarray(images_of(inputs), dtype=np.float64).mean(axis=1)  # (B, H, W)
+        sy = _sobel(grey, axis=1, across=2)
+        sx = _sobel(grey, axis=2, across=1)
         return np.hypot(sx, sy).astype(np.float32)
+
+
+def _sobel(grey: np.ndarray, *, axis: int, across: int) -> np.ndarray:
+    """Sobel derivative of ``(B, H, W)`` images along ``axis``, smoothed along ``across``
+    only (``ndimage.sobel`` would also smooth along the batch axis, mixing images)."""
+    d = ndimage.correlate1d(grey, [-1.0, 0.0, 1.0], axis=axis, mode="reflect")
+    return ndimage.correlate1d(d, [1.0, 2.0, 1.0], axis=across, mode="reflect")
 
 
 @EXPLAINERS.register

@@ -125,7 +125,8 @@ class LabelFree(Explainer):
             source="<encoder(x'), encoder(x)>",
             need_grad=inner.gradient,
         )
-        return inner.run(fn, x_np, detector=detector, extra=(ref,))
+        # the images themselves (not x_np): their sample ids seed per-sample draws
+        return inner.run(fn, images, detector=detector, extra=(ref,))
 
     @staticmethod
     def _features(enc: Callable, x: torch.Tensor, detector: Detector) -> torch.Tensor:

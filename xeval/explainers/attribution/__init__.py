@@ -18,6 +18,7 @@ from xeval.explainers.attribution.base import (
     detector_label,
     find_module,
     numpy_score_forward,
+    single_run_rows,
 )
 from xeval.explainers.attribution.deeplift import DeepLift, DeepLiftShap
 from xeval.explainers.attribution.gradient import (
@@ -72,5 +73,6 @@ __all__ = [
     "detector_label",
     "find_module",
     "numpy_score_forward",
+    "single_run_rows",
     "superpixels",
 ]

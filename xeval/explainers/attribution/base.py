@@ -20,6 +20,16 @@ an explicit channel reduction (:mod:`xeval.explainers.reduce`), and the pairing 
 (an impossible method/detector pairing raises :class:`~xeval.errors.InputError` that
 lists the methods that would work).
 
+Batch independence: an image's attribution depends only on the image, the method's
+parameters and its sample id -- never on the other images of the call, on
+``internal_batch_size`` or on how the caller splits a set of images into calls
+(numerically up to float rounding). The random methods (GradientSHAP, SmoothGrad,
+KernelSHAP) draw each image's randomness from ``(seed, sample id)`` (see
+:mod:`xeval.rng`; a bare array's ids are the positions ``"0"``, ``"1"``...), and the
+hook-based methods (Grad-CAM, DeepLIFT, DeepLiftShap) never give the detector more rows
+in one forward than it runs in one pass of its modules (see
+:func:`single_run_rows`).
+
 Sign convention: attributions are w.r.t. the anomaly score (higher = more anomalous),
 so a positive signed attribution means "this pixel makes the image more anomalous
 (than the baseline)". The default reduction ``abs_sum`` drops the sign; ``reduce="sum"``
@@ -33,6 +43,7 @@ the reduced ``(B, H, W)`` float32 map at the images' resolution.
 from __future__ import annotations
 
 import warnings
+import weakref
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +55,7 @@ from torch import nn
 from xeval.adapters.base import Detector, find_torch_module
 from xeval.checks import check_images
 from xeval.errors import InputError
-from xeval.explainers.base import Explainer
+from xeval.explainers.base import Explainer, ids_of
 from xeval.explainers.reduce import check_reduce, reduce_channels
 from xeval.record import Inputs
 from xeval.rng import torch_seeded
@@ -57,6 +68,7 @@ __all__ = [
     "detector_label",
     "find_module",
     "numpy_score_forward",
+    "single_run_rows",
 ]
 
 #: The detector's torch module (``torch_module()`` or a module attribute).
@@ -181,6 +193,95 @@ def _slice_extra(extra: tuple, sl: slice) -> tuple:
     return tuple(e[sl] if isinstance(e, torch.Tensor) and e.ndim > 0 else e for e in extra)
 
 
+def _repeat_extra(extra: tuple, n: int) -> tuple:
+    """Each per-input tensor of ``extra`` with every row repeated ``n`` times in a row
+    (the layout of ``n`` consecutive copies of each input)."""
+    return tuple(
+        e.repeat_interleave(n, dim=0) if isinstance(e, torch.Tensor) and e.ndim > 0 else e
+        for e in extra
+    )
+
+
+def _keys_of(images: Inputs | np.ndarray, n: int) -> list[str]:
+    """The sample ids seeding per-sample draws (positions for arrays and tensors)."""
+    return ids_of(images) if isinstance(images, Inputs | np.ndarray) else [str(i) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------
+# modules that must run once per forward (captum's layer and DeepLIFT hooks)
+# ---------------------------------------------------------------------------------------
+_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _module_runs(forward: Callable, probe: tuple, modules: list[nn.Module], n: int) -> int:
+    """How many times the most-run module of ``modules`` runs in one no-grad forward of
+    ``n`` copies of ``probe = (x[:1], extra[:1])``."""
+    counts = {id(m): 0 for m in modules}
+
+    def hook(m, inp, out):
+        counts[id(m)] += 1
+
+    def rep(t: Any) -> Any:
+        if isinstance(t, torch.Tensor) and t.ndim > 0:
+            return t.repeat(n, *([1] * (t.ndim - 1)))
+        return t
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            forward(rep(probe[0]), *(rep(e) for e in probe[1]))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(counts.values(), default=0)
+
+
+def single_run_rows(
+    forward: Callable,
+    probe: tuple,
+    modules: list[nn.Module],
+    n: int,
+    *,
+    detector: Detector | None = None,
+) -> int:
+    """The number of rows, at most ``n``, that one forward pass may hold so that each of
+    ``modules`` runs at most once in it; 0 when one row already runs one of them twice.
+
+    captum's layer attributions (Grad-CAM) and DeepLIFT's rescale rules keep **one**
+    input/output per hooked module and forward call. A detector whose score function
+    splits a large input into chunks of its own batch size (e.g.
+    :class:`~xeval.adapters.TorchModuleDetector`, ``batch_size``) runs every module once
+    per chunk, so a captum call with more rows than that chunk would keep only the last
+    chunk's activations (Grad-CAM: maps for the last chunk only; DeepLIFT: captum's
+    "module ... used more than once" error). Found with no-grad probe forwards on copies
+    of ``probe = (x[:1], extra[:1])`` (``n`` rows, then ``ceil(n / runs)`` until a
+    forward runs each module once), cached per module set, score function and
+    ``detector.batch_size``.
+    """
+    if n < 1 or not modules:
+        return max(n, 0)
+    key = (
+        tuple(id(m) for m in modules),
+        getattr(forward, "source", None),
+        getattr(detector, "batch_size", None),
+        n,
+    )
+    cache = _RUNS.setdefault(modules[0], {})
+    if key in cache:
+        return cache[key]
+    rows = n
+    while True:
+        runs = _module_runs(forward, probe, modules, rows)
+        if runs <= 1:
+            break
+        if rows == 1:
+            rows = 0
+            break
+        rows = -(-rows // runs)  # a forward that chunks by s rows runs ceil(rows / s) times
+    cache[key] = rows
+    return rows
+
+
 _NOT_GRAD = "does not require grad"
 
 
@@ -203,8 +304,10 @@ class AttributionExplainer(Explainer):
         Upper bound on the number of images passed to the detector in one forward
         pass (memory bound); None = no bound (as captum's defaults).
     seed:
-        Seed of captum's random draws (noise, baselines, interpolation points) and of
-        baseline sampling. The caller's global RNG states are restored afterwards.
+        Seed of the random draws (noise, baselines, interpolation points, coalitions)
+        and of baseline sampling. Each image's draws come from ``(seed, its sample id)``
+        so they do not depend on the batch; the caller's global RNG states are
+        restored afterwards.
     device:
         Device of the input tensors given to the score function (``"cpu"`` default;
         the built-in detectors move them to their own device).
@@ -325,6 +428,7 @@ class AttributionExplainer(Explainer):
         """Attribute ``forward(x, *extra)`` at ``images`` (used by label-free importance
         with another forward function). Returns signed ``(B, C, H, W)`` float32."""
         x_np = check_images(images)
+        keys = _keys_of(images, len(x_np))
         baselines = self._baselines(x_np, detector)
         x = torch.from_numpy(x_np).to(self.device)
         try:
@@ -333,9 +437,9 @@ class AttributionExplainer(Explainer):
                 warnings.filterwarnings("ignore", message=".*did not already require grad")
                 if self.gradient:
                     with torch.enable_grad():
-                        a = self._attribute(forward, x, baselines, extra, detector)
+                        a = self._attribute(forward, x, baselines, extra, detector, keys=keys)
                 else:
-                    a = self._attribute(forward, x, baselines, extra, detector)
+                    a = self._attribute(forward, x, baselines, extra, detector, keys=keys)
         except RuntimeError as e:
             if _NOT_GRAD in str(e):
                 raise InputError(
@@ -413,8 +517,11 @@ class AttributionExplainer(Explainer):
         baselines: np.ndarray | None,
         extra: tuple,
         detector: Detector,
+        *,
+        keys: list[str] | None = None,
     ) -> torch.Tensor:
-        """Signed ``(B, C, H, W)`` attributions (torch)."""
+        """Signed ``(B, C, H, W)`` attributions (torch); ``keys``: the sample ids that
+        seed per-sample draws (None: the positions)."""
 
 
 def _extra(extra: tuple) -> tuple | None:
@@ -423,6 +530,10 @@ def _extra(extra: tuple) -> tuple | None:
 
 def _probe(x: torch.Tensor, extra: tuple) -> tuple:
     return x[:1], _slice_extra(extra, slice(0, 1))
+
+
+def _positions(keys: list[str] | None, n: int) -> list[str]:
+    return [str(i) for i in range(n)] if keys is None else list(keys)
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,7 +552,7 @@ class _SingleCall(AttributionExplainer):
         """Keyword arguments of ``captum.attribute`` besides inputs/baselines/args."""
         return {}
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         attr = self.captum(forward, detector, _probe(x, extra))
         kw = self.captum_kwargs()
 

@@ -24,6 +24,7 @@ from xeval.explainers.attribution.base import (
     _slice_extra,
     detector_label,
     find_module,
+    single_run_rows,
 )
 from xeval.registry import EXPLAINERS
 
@@ -54,6 +55,14 @@ class DeepLift(_SingleCall):
     gradient, so if the same tensor also feeds another op (a skip connection,
     ``2 * relu(r) - r``, ``relu(r) + relu(-r)``), summation-to-delta breaks. Give the
     non-linearity its own copy (``relu(r.clone())``) in such models.
+
+    captum runs inputs and baselines in **one** forward (``2 x`` the inputs' rows) and
+    keeps one input/output per hooked module: a detector whose score function splits
+    its input into chunks of its own batch size would run each module once per chunk
+    (captum: "module ... used more than once"). xeval sizes its calls so that a forward
+    fits one chunk (:func:`~xeval.explainers.attribution.base.single_run_rows`); a
+    detector that runs fewer than two rows per pass cannot be hooked (warning, plain
+    gradients as above).
     """
 
     name = "deeplift"
@@ -95,6 +104,48 @@ class DeepLift(_SingleCall):
 
         return _DL(self.module(forward, detector, probe), eps=self.eps)
 
+    def hook_plan(self, forward, detector, probe: tuple, rows: int) -> tuple[nn.Module | None, int]:
+        """``(module, rows)``: the detector module DeepLIFT hooks (None: none) and the most
+        rows (at most ``rows``) one forward pass may hold so that each hooked
+        non-linearity runs once in it."""
+        mod = _hookable_module(detector, forward, probe)
+        if mod is None:
+            return None, rows
+        safe = single_run_rows(forward, probe, _nonlinear(mod), rows, detector=detector)
+        if safe >= min(rows, 2):
+            return mod, safe
+        warnings.warn(
+            f"{self.name}: detector {detector_label(detector)} runs its non-linear modules "
+            f"once per {max(safe, 1)} image(s) of a forward pass (its score function splits "
+            "its input into chunks); captum's DeepLIFT runs an input and its baseline in "
+            "one pass, so it cannot apply its rescale rule and the non-linearities are "
+            "treated as plain functions (gradient at the input). Raise the detector's "
+            "batch size for exact DeepLIFT",
+            stacklevel=2,
+        )
+        return None, rows
+
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
+        from captum.attr import DeepLift as _DL
+
+        probe = _probe(x, extra)
+        rows = min(len(x), self._rows(self.expansion) or len(x))
+        mod, fit = self.hook_plan(forward, detector, probe, self.expansion * rows)
+        rows = max(1, min(rows, fit // self.expansion))
+        dl = _DL(ScoreModule(forward, mod), eps=self.eps)
+
+        def call(xc, bc, ec):
+            return dl.attribute(xc, baselines=bc, additional_forward_args=_extra(ec))
+
+        return self._chunked(call, x, self._t(baselines), extra, rows)
+
+
+def _nonlinear(mod: nn.Module) -> list[nn.Module]:
+    """The modules of ``mod`` that captum's DeepLIFT hooks."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    return [m for m in mod.modules() if type(m) in SUPPORTED_NON_LINEAR]
+
 
 _REUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -103,12 +154,10 @@ def _hookable_module(detector: Detector, forward: Callable, probe: tuple) -> nn.
     """The detector's module if DeepLIFT can use it: it contains hookable non-linear
     modules and none of them runs more than once in a forward pass (checked with one
     probe forward on ``probe = (x[:1], extra[:1])``)."""
-    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
-
     mod = find_module(detector)
     if mod is None:
         return None
-    nonlin = [m for m in mod.modules() if type(m) in SUPPORTED_NON_LINEAR]
+    nonlin = _nonlinear(mod)
     if not nonlin:
         return None
     reused = _REUSED.get(mod)
@@ -149,7 +198,8 @@ class DeepLiftShap(DeepLift):
     Lundberg & Lee 2017 (captum ``DeepLiftShap``).
 
     Memory: captum evaluates ``2 * B * K`` rows at once; xeval chunks inputs and
-    baselines so that a call has at most ``internal_batch_size`` rows, and averages
+    baselines so that a call has at most ``internal_batch_size`` rows (and no more than
+    the detector runs in one pass of its modules, as :class:`DeepLift`), and averages
     the chunks weighted by their baseline counts (exact: DeepLiftShap is a mean).
     """
 
@@ -180,11 +230,19 @@ class DeepLiftShap(DeepLift):
         )
         self.eps = float(eps)
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         from captum.attr import DeepLift as _DL
         from captum.attr import DeepLiftShap as _DLS
 
-        module = self.module(forward, detector, _probe(x, extra))
+        per_input = baselines.ndim == 5
+        ibs = self.internal_batch_size
+        k_all = baselines.shape[1] if per_input else baselines.shape[0]
+        most = 2 * len(x) * k_all  # rows of one captum call on everything
+        limit = most if ibs is None else max(2, min(ibs, most))
+        mod, fit = self.hook_plan(forward, detector, _probe(x, extra), limit)
+        if fit < limit:  # the detector runs its modules once per `fit` rows
+            ibs = fit
+        module = ScoreModule(forward, mod)
         dls, dl = _DLS(module, multiply_by_inputs=True), _DL(module, eps=self.eps)
         dls.eps = self.eps  # type: ignore[attr-defined]
 
@@ -195,10 +253,7 @@ class DeepLiftShap(DeepLift):
                 )
             return dls.attribute(xc, baselines=bc, additional_forward_args=_extra(ec))
 
-        per_input = baselines.ndim == 5
-        ibs = self.internal_batch_size
-        k_all = baselines.shape[1] if per_input else baselines.shape[0]
-        if ibs is None or (2 * len(x) * k_all <= ibs and not per_input):
+        if ibs is None or (most <= ibs and not per_input):
             return call(x, self._t(baselines), extra)
         rows = 1 if per_input else max(1, min(len(x), ibs // (2 * k_all)))
         kc = max(1, (ibs or 2 * k_all) // (2 * rows))

@@ -19,14 +19,18 @@ from xeval.errors import InputError
 from xeval.explainers.attribution.base import (
     AttributionExplainer,
     _extra,
+    _positions,
     _probe,
+    _repeat_extra,
     _SingleCall,
     _slice_extra,
     detector_label,
     find_module,
+    single_run_rows,
 )
 from xeval.explainers.attribution.deeplift import DeepLift
 from xeval.registry import EXPLAINERS
+from xeval.rng import rng
 
 __all__ = [
     "GradCam",
@@ -139,7 +143,7 @@ class IntegratedGradients(_SingleCall):
             "internal_batch_size": self.internal_batch_size,
         }
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         # captum batches the n_steps * B rows itself: no outer chunking.
         attr = self.captum(forward, detector, _probe(x, extra))
         return attr.attribute(
@@ -152,18 +156,23 @@ class IntegratedGradients(_SingleCall):
 
 @EXPLAINERS.register
 class GradientShap(AttributionExplainer):
-    """GradientSHAP: expected ``(x - b) * d score / d x (b + alpha (x - b) + noise)`` over
-    baselines ``b`` drawn from a distribution and ``alpha ~ U(0, 1)``.
+    """GradientSHAP: expected ``(x' - b) * d score / d x (alpha x' + (1 - alpha) b)`` over
+    baselines ``b`` drawn from a distribution, ``alpha ~ U(0, 1)`` and noisy copies
+    ``x' = x + N(0, stdevs^2)``.
 
     Signed; approximates SHAP values, completeness holds in expectation
     (``E[sum a] ~ score(x) - E_b score(b)``). Baseline distribution: ``n_baselines``
-    normal reference images by default. Lundberg & Lee 2017 (captum ``GradientShap``).
+    normal reference images by default. Lundberg & Lee 2017; the estimator of captum's
+    ``GradientShap`` (the same formula, ``n_samples`` draws per image), with the
+    gradients computed by captum's ``Saliency``.
 
-    captum has no internal batching for GradientSHAP (it evaluates ``B * n_samples``
-    images at once). xeval splits the work into captum calls of at most
-    ``internal_batch_size`` rows (chunks of inputs x chunks of samples, each a fresh
-    captum draw) and averages them weighted by their sample counts; with
-    ``internal_batch_size >= B * n_samples`` it is a single captum call.
+    The draws are xeval's, not captum's: captum draws the samples of a whole batch from
+    the global RNGs in one go, so an image's samples would depend on the other images
+    of the call and on how the work is split. Here image ``i`` draws its baseline
+    indices, ``alpha`` and noise from ``xeval.rng.rng(seed, id_i)`` (:meth:`draws`):
+    its attribution is the same in any batch, call split or ``internal_batch_size``.
+    The ``B * n_samples`` gradient rows are evaluated at most ``internal_batch_size``
+    at a time (captum has no internal batching for GradientSHAP).
     """
 
     name = "gradient_shap"
@@ -202,35 +211,56 @@ class GradientShap(AttributionExplainer):
     def _params(self) -> dict:
         return {"n_samples": self.n_samples, "stdevs": self.stdevs}
 
-    def _attribute(self, forward, x, baselines, extra, detector):
-        from captum.attr import GradientShap as _GS
+    def draws(
+        self, key: str, k: int, shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The random draws of the image with sample id ``key`` for ``k`` baselines and
+        images of ``shape = (C, H, W)``: baseline indices ``(n_samples,)`` (uniform,
+        with replacement, as captum), ``alpha`` ``(n_samples,)`` in ``[0, 1)`` and the
+        noise ``(n_samples, C, H, W)`` float32 (None when ``stdevs == 0``), in that
+        order from ``xeval.rng.rng(seed, key)``."""
+        g = rng(self.seed, key)
+        idx = g.integers(0, int(k), size=self.n_samples)
+        alpha = g.random(self.n_samples)
+        noise = None
+        if self.stdevs > 0:
+            noise = g.standard_normal((self.n_samples, *shape), dtype=np.float32)
+            noise *= np.float32(self.stdevs)
+        return idx, alpha, noise
 
-        gs = _GS(forward)
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
+        from captum.attr import Saliency as _S
+
+        keys = _positions(keys, len(x))
+        sal = _S(forward)
         n = self.n_samples
-        ibs = self.internal_batch_size
-
-        def call(xc, bc, ec, k):
-            return gs.attribute(
-                xc, baselines=bc, n_samples=k, stdevs=self.stdevs,
-                additional_forward_args=_extra(ec),
-            )  # fmt: skip
-
+        budget = self.internal_batch_size or len(x) * n  # gradient rows per pass
         per_input = baselines.ndim == 5
-        if ibs is None or (len(x) * n <= ibs and not per_input):
-            return call(x, self._t(baselines), extra, n)
-        rows = 1 if per_input else max(1, min(len(x), ibs // n))
-        per_call = max(1, (ibs or n) // rows)
+        shared = None if per_input else self._t(baselines)
+        group = max(1, budget // n)  # images whose n_samples rows are built together
         out = []
-        for i in range(0, len(x), rows):
-            sl = slice(i, i + rows)
-            b = self._t(baselines[i] if per_input else baselines)
-            xc, ec = x[sl], _slice_extra(extra, sl)
-            acc = None
-            for j in range(0, n, per_call):
-                k = min(per_call, n - j)
-                part = call(xc, b, ec, k) * k
-                acc = part if acc is None else acc + part
-            out.append(acc / n)
+        for i0 in range(0, len(x), group):
+            sl = slice(i0, min(i0 + group, len(x)))
+            xs, bs, alphas = [], [], []
+            for i in range(sl.start, sl.stop):
+                b_all = self._t(baselines[i]) if per_input else shared
+                idx, alpha, noise = self.draws(keys[i], len(b_all), tuple(x.shape[1:]))
+                xi = x[i : i + 1].expand(n, *x.shape[1:])
+                xs.append(xi if noise is None else xi + self._t(noise))
+                bs.append(b_all[torch.as_tensor(idx, device=b_all.device)])
+                alphas.append(alpha)
+            xin, bin_ = torch.cat(xs), torch.cat(bs)
+            a = torch.tensor(np.concatenate(alphas), dtype=x.dtype, device=x.device)
+            a = a.view(-1, *([1] * (x.ndim - 1)))
+            scaled = a * xin + (1.0 - a) * bin_  # captum's _scale_input
+            ec = _repeat_extra(_slice_extra(extra, sl), n)
+            grads = []
+            for j in range(0, len(scaled), budget):
+                rows = slice(j, j + budget)
+                er = _extra(_slice_extra(ec, rows))
+                grads.append(sal.attribute(scaled[rows], abs=False, additional_forward_args=er))
+            attr = (xin - bin_) * torch.cat(grads)
+            out.append(attr.view(-1, n, *x.shape[1:]).sum(dim=1) * (1 / n))
         return torch.cat(out)
 
 
@@ -243,9 +273,17 @@ class SmoothGrad(AttributionExplainer):
     ``input_x_gradient``, ``integrated_gradients``, ``deeplift``) with its own
     parameters in ``base_params``. ``nt_type="smoothgrad"`` keeps the base method's
     sign; ``"smoothgrad_sq"`` (mean of squares) and ``"vargrad"`` (variance) are
-    non-negative. ``stdevs`` is in pixel units (images in ``[0, 1]``). The noisy
-    copies are evaluated ``nt_samples_batch_size`` at a time (default: as many as fit
-    in ``internal_batch_size`` rows). Smilkov et al. 2017; Adebayo et al. 2018.
+    non-negative. ``stdevs`` is in pixel units (images in ``[0, 1]``). Smilkov et al.
+    2017; Adebayo et al. 2018. The estimator of captum's ``NoiseTunnel`` (same
+    formulas), with the base method run by xeval on the noisy copies.
+
+    The noise is xeval's, not captum's: captum draws the noise of a whole batch from
+    torch's global RNG, so an image's noisy copies would depend on the other images of
+    the call and on ``nt_samples_batch_size``. Here image ``i``'s ``nt_samples`` copies
+    come from ``xeval.rng.rng(seed, id_i)`` (:meth:`noise`): its attribution is the same
+    in any batch, call split or ``internal_batch_size``. The noisy copies of an image
+    are attributed ``nt_samples_batch_size`` at a time (default: all of them) and the
+    base method bounds each forward pass by ``internal_batch_size`` rows.
     """
 
     name = "smoothgrad"
@@ -316,27 +354,46 @@ class SmoothGrad(AttributionExplainer):
             "nt_samples_batch_size": self.nt_samples_batch_size,
         }
 
-    def _attribute(self, forward, x, baselines, extra, detector):
-        from captum.attr import NoiseTunnel
+    def noise(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The ``(nt_samples, C, H, W)`` float32 noise ``N(0, stdevs^2)`` added to the
+        image with sample id ``key`` (``shape = (C, H, W)``), from
+        ``xeval.rng.rng(seed, key)``."""
+        g = rng(self.seed, key)
+        out = g.standard_normal((self.nt_samples, *shape), dtype=np.float32)
+        out *= np.float32(self.stdevs)
+        return out
 
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
+        keys = _positions(keys, len(x))
         base = self._base
-        nt = NoiseTunnel(base.captum(forward, detector, _probe(x, extra)))
-        kw = dict(base.captum_kwargs())
-        nsb = self.nt_samples_batch_size
-        if nsb is None and self.internal_batch_size is not None:
-            expansion = 2 if isinstance(base, DeepLift) else 1
-            nsb = max(1, self.internal_batch_size // (len(x) * expansion))
-        if baselines is not None:
-            kw["baselines"] = self._t(baselines)
-        return nt.attribute(
-            x,
-            nt_type=self.nt_type,
-            nt_samples=self.nt_samples,
-            nt_samples_batch_size=nsb,
-            stdevs=self.stdevs,
-            additional_forward_args=_extra(extra),
-            **kw,
-        )
+        n = self.nt_samples
+        block = min(n, self.nt_samples_batch_size or n)  # noisy copies per base call
+        expansion = 2 if isinstance(base, DeepLift) else 1  # rows per noisy copy
+        ibs = self.internal_batch_size
+        group = len(x) if ibs is None else max(1, ibs // (block * expansion))  # images per call
+        shape = tuple(x.shape[1:])
+        out = []
+        for i0 in range(0, len(x), group):
+            sl = slice(i0, min(i0 + group, len(x)))
+            g = sl.stop - sl.start
+            noise = torch.stack([self._t(self.noise(k, shape)) for k in keys[sl]])
+            s1 = s2 = None
+            for j in range(0, n, block):
+                m = min(block, n - j)
+                rows = (x[sl].unsqueeze(1) + noise[:, j : j + m]).reshape(g * m, *shape)
+                b = None if baselines is None else np.repeat(baselines[sl], m, axis=0)
+                ec = _repeat_extra(_slice_extra(extra, sl), m)
+                a = base._attribute(forward, rows, b, ec, detector).reshape(g, m, *shape)
+                p1, p2 = a.sum(dim=1), (a * a).sum(dim=1)
+                s1, s2 = (p1, p2) if s1 is None else (s1 + p1, s2 + p2)
+            mean, mean_sq = s1 * (1 / n), s2 * (1 / n)
+            if self.nt_type == "smoothgrad":
+                out.append(mean)
+            elif self.nt_type == "smoothgrad_sq":
+                out.append(mean_sq)
+            else:  # vargrad
+                out.append(mean_sq - mean * mean)
+        return torch.cat(out)
 
 
 @EXPLAINERS.register
@@ -351,7 +408,10 @@ class GradCam(AttributionExplainer):
 
     ``layer`` is a name in ``torch_module().named_modules()`` (e.g. ``"encoder.4"``);
     None picks the **last** ``nn.Conv2d``. The map has one channel, so the default
-    reduction is ``"sum"`` (identity).
+    reduction is ``"sum"`` (identity). captum keeps one output of the layer per forward
+    pass: a call never holds more images than the detector's score function runs
+    through the layer in one pass (a detector that splits its input into chunks of its
+    own batch size; see :func:`~xeval.explainers.attribution.base.single_run_rows`).
     """
 
     name = "grad_cam"
@@ -412,12 +472,22 @@ class GradCam(AttributionExplainer):
                 f"{[n for n, _ in mod.named_modules() if n][:50]}"
             ) from None
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         from captum.attr import LayerAttribution, LayerGradCam
 
         lname, layer = self.resolve_layer(detector)
         gc = LayerGradCam(forward, layer)
         size = tuple(x.shape[-2:])
+        # captum keeps one output of the layer per forward: a detector that splits its
+        # input into chunks runs the layer once per chunk, so a call must fit one chunk
+        rows = min(len(x), self._rows(1) or len(x))
+        rows = single_run_rows(forward, _probe(x, extra), [layer], rows, detector=detector)
+        if rows == 0:
+            raise InputError(
+                f"grad_cam: layer {lname!r} of detector {detector_label(detector)} runs "
+                "more than once in the forward pass of one image; Grad-CAM needs a layer "
+                "that runs once per image: pass another layer=<name>"
+            )
 
         def call(xc, bc, ec):
             a = gc.attribute(
@@ -434,4 +504,4 @@ class GradCam(AttributionExplainer):
                 )
             return LayerAttribution.interpolate(a, size, "bilinear")
 
-        return self._chunked(call, x, None, extra, self._rows(1))
+        return self._chunked(call, x, None, extra, rows)

@@ -14,8 +14,14 @@ import torch
 
 from xeval.adapters.base import Detector
 from xeval.errors import InputError
-from xeval.explainers.attribution.base import AttributionExplainer, _extra, _slice_extra
+from xeval.explainers.attribution.base import (
+    AttributionExplainer,
+    _extra,
+    _positions,
+    _slice_extra,
+)
 from xeval.registry import EXPLAINERS
+from xeval.rng import derived_seed, torch_seeded
 
 __all__ = ["FeatureAblation", "KernelShap", "Occlusion", "superpixels"]
 
@@ -88,7 +94,7 @@ class Occlusion(_Perturbation):
             "perturbations_per_eval": self.perturbations_per_eval,
         }
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         from captum.attr import Occlusion as _O
 
         occ = _O(forward)
@@ -219,7 +225,7 @@ class FeatureAblation(_Perturbation):
             window=self.window,
         )
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         from captum.attr import FeatureAblation as _FA
 
         fa = _FA(forward)
@@ -246,7 +252,9 @@ class KernelShap(_Perturbation):
     by the baseline), estimated by a weighted linear regression on ``n_samples`` random
     coalitions per image. Signed; the segment values sum to ``score(x) - score(b)``
     (efficiency, approximately). Lundberg & Lee 2017 (captum ``KernelShap``); one
-    captum call per image. Segments as :class:`FeatureAblation`.
+    captum call per image, its random coalitions drawn with captum's global RNGs seeded
+    from ``(seed, sample id)`` (``xeval.rng.derived_seed``), so an image's values do not
+    depend on the other images of the call. Segments as :class:`FeatureAblation`.
     """
 
     name = "kernel_shap"
@@ -289,9 +297,10 @@ class KernelShap(_Perturbation):
         return {"n_samples": self.n_samples, **p,
                 "perturbations_per_eval": self.perturbations_per_eval}  # fmt: skip
 
-    def _attribute(self, forward, x, baselines, extra, detector):
+    def _attribute(self, forward, x, baselines, extra, detector, *, keys=None):
         from captum.attr import KernelShap as _KS
 
+        keys = _positions(keys, len(x))
         ks = _KS(forward)
         masks = torch.from_numpy(self._fa.feature_mask(x.cpu().numpy())).to(x.device)
         b = self._t(baselines)
@@ -305,8 +314,8 @@ class KernelShap(_Perturbation):
                     d = forward(x[sl], *ec) - forward(b[sl], *ec)
                 out.append(d.view(1, 1, 1, 1).expand_as(x[sl]))
                 continue
-            out.append(
-                ks.attribute(
+            with torch_seeded(derived_seed(self.seed, keys[i]), numpy_global=True):
+                a = ks.attribute(
                     x[sl],
                     baselines=b[sl],
                     feature_mask=masks[sl],
@@ -314,5 +323,5 @@ class KernelShap(_Perturbation):
                     perturbations_per_eval=self.perturbations_per_eval,
                     additional_forward_args=_extra(_slice_extra(extra, sl)),
                 )
-            )
+            out.append(a)
         return torch.cat(out)
