@@ -36,19 +36,25 @@ METRICS = {
 CONTROLS = {"random"}
 
 
-def synthetic_results(seed: int = 0) -> pd.DataFrame:
+def synthetic_results(
+    seed: int = 0,
+    *,
+    explainers: list[str] = EXPLAINERS,
+    metrics: dict = METRICS,
+    controls: set[str] = CONTROLS,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for det in DETECTORS:
-        for exp in EXPLAINERS:
-            for label, (hib, thr, note, (metric, family, headline, params)) in METRICS.items():
+        for exp in explainers:
+            for label, (hib, thr, note, (metric, family, headline, params)) in metrics.items():
                 meta = dict(
                     metric=metric,
                     label=label,
                     family=family,
                     headline=headline,
                     params=params,
-                    control=exp in CONTROLS,
+                    control=exp in controls,
                 )
                 vals = {}
                 for cat in CATEGORIES:
@@ -158,3 +164,155 @@ def report_data() -> ReportData:
         },
         title=f"report {EVIL}",
     )
+
+
+# --------------------------------------------------------------------------- full report
+# Everything issue 8's figures draw: faithfulness curves with bands, example gallery
+# items (same images for every explainer, controls included), and verdicts.
+
+LONG = "integrated_gradients (baseline=blurred, n_steps=64, internal_batch_size=8)"
+FULL_EXPLAINERS = ["native", "gradcam", LONG, "random", "sobel"]
+FULL_CONTROLS = {"random", "sobel"}
+FULL_METRICS = {
+    **METRICS,
+    "deletion_auc": (False, math.nan, "", ("deletion_auc", "faithfulness", 2, "{}")),
+    "insertion_auc": (True, math.nan, "", ("insertion_auc", "faithfulness", 2, "{}")),
+    "aopc_morf": (True, math.nan, "", ("aopc", "faithfulness", 0, '{"order": "morf"}')),
+    "max_sensitivity": (False, math.nan, "", ("max_sensitivity", "robustness", 0, "{}")),
+    "cascading_randomisation": (
+        False, 0.5, "", ("cascading_randomisation", "sanity", 0, "{}")
+    ),
+}  # fmt: skip
+FAITHFULNESS_CURVES = ("deletion_auc", "insertion_auc")
+
+
+def synthetic_faithfulness_curves(n: int = 21, *, explainers=FULL_EXPLAINERS) -> pd.DataFrame:
+    """Mean normalised score vs fraction removed / inserted, with a 95% band; the
+    categories of ``"../x"`` are on a coarser grid (averaging must interpolate)."""
+    parts = []
+    for d, det in enumerate(DETECTORS):
+        for k, exp in enumerate(explainers):
+            ctrl = exp in FULL_CONTROLS
+            for c, cat in enumerate(CATEGORIES):
+                x = np.linspace(0, 1, n if c == 0 else (n + 1) // 2)
+                rate = (0.8 + 0.6 * (k - 3)) if ctrl else 4.0 + 2.0 * k + d + c
+                for curve in FAITHFULNESS_CURVES:
+                    y = np.exp(-rate * x)
+                    if curve == "insertion_auc":
+                        y = 1.0 - np.exp(-rate * x)
+                    half = 0.04 + 0.04 * np.sin(np.pi * x)
+                    parts.append(
+                        pd.DataFrame(
+                            {
+                                "detector": det,
+                                "explainer": exp,
+                                "category": cat,
+                                "curve": curve,
+                                "x": x,
+                                "y": y,
+                                "y_low": np.clip(y - half, 0, 1),
+                                "y_high": np.clip(y + half, 0, 1),
+                            }
+                        )
+                    )
+    return pd.concat(parts, ignore_index=True)
+
+
+def synthetic_examples(size: int = 40, *, explainers=FULL_EXPLAINERS) -> list[GalleryItem]:
+    """Two example images per category and detector, one item per explainer; the
+    items come sorted by explainer name (as :func:`xeval.engine.gallery.gallery_items`
+    sorts them) and one explainer lacks one image."""
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:size, :size]
+    items = []
+    for det in DETECTORS:
+        for c, cat in enumerate(CATEGORIES):
+            for s in range(2):
+                cy, cx = 12 + 8 * s + 4 * c, 14 + 6 * s
+                image = rng.uniform(0.2, 0.8, (size, size, 3)) * np.array([1.0, 0.9, 0.8])
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 30
+                for k, exp in enumerate(sorted(explainers)):
+                    if exp == "gradcam" and s == 1 and c == 1:
+                        continue
+                    if exp == "random":
+                        amap = rng.uniform(0, 1, (size // 2, size // 2))
+                    elif exp == "sobel":
+                        amap = np.hypot(*np.gradient(image.mean(-1)))
+                    else:
+                        blob = np.exp(-((yy - cy - k) ** 2 + (xx - cx + k) ** 2) / (20.0 + 10 * k))
+                        amap = blob + rng.normal(0, 0.05, blob.shape)
+                    items.append(
+                        GalleryItem(
+                            detector=det,
+                            explainer=exp,
+                            category=cat,
+                            sample_id=f"{cat}/test/defect_type_{s}/00{s}.png",
+                            rank="example",
+                            metric="",
+                            value=math.nan,
+                            image=image,
+                            mask=mask,
+                            amap=amap,
+                        )
+                    )
+    return items
+
+
+VERDICT_CYCLE = ["beats", "ties", "loses", "insufficient evidence", "beats", "undefined"]
+
+
+def synthetic_verdicts(*, explainers=FULL_EXPLAINERS) -> pd.DataFrame:
+    """Per-control rows and the overall "all controls" row per (detector, explainer,
+    metric); every verdict kind occurs (sanity: passes / fails / inconclusive)."""
+    rows = []
+    metrics = [m for m in FULL_METRICS if FULL_METRICS[m][3][1] != "detection"]
+    i = j = 0
+    for det in DETECTORS:
+        for exp in explainers:
+            if exp in FULL_CONTROLS:
+                continue
+            for m in metrics:
+                family = FULL_METRICS[m][3][1]
+                if family == "sanity":
+                    verdict = ("passes", "fails", "inconclusive")[j % 3]
+                    j += 1
+                else:
+                    verdict = VERDICT_CYCLE[i % len(VERDICT_CYCLE)]
+                i += 1
+                for ctrl in [*sorted(FULL_CONTROLS), "all controls"]:
+                    rows.append(
+                        {
+                            "detector": det,
+                            "explainer": exp,
+                            "metric": m,
+                            "control": ctrl,
+                            "mean_diff": 0.1,
+                            "ci_low": 0.05,
+                            "ci_high": 0.15,
+                            "n": 20,
+                            "verdict": verdict,
+                            "meaning": "paired per image with each trivial control",
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def full_report() -> ReportData:
+    results = synthetic_results(
+        explainers=FULL_EXPLAINERS, metrics=FULL_METRICS, controls=FULL_CONTROLS
+    )
+    roc = synthetic_curves()
+    curves = pd.concat([roc, synthetic_faithfulness_curves()], ignore_index=True)
+    return ReportData(
+        results=results,
+        curves=curves,
+        gallery=synthetic_examples() + synthetic_gallery(),
+        manifest={"seed": 0},
+        title="full report",
+        verdicts=synthetic_verdicts(),
+    )
+
+
+@pytest.fixture(scope="module")
+def full_report_data() -> ReportData:
+    return full_report()

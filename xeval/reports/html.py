@@ -39,11 +39,26 @@ def _template(name: str) -> str:
     return asset_file("reports", f"templates/{name}").read_text(encoding="utf-8")
 
 
+_CONTROLS_NOTE = "Trivial controls: grey, dashed."
 FIGURE_CAPTIONS = {
-    "roc_pixel": "Pixel ROC curves per category (pooled over pixels).",
-    "pro": "PRO curves per category; the dashed line is the FPR integration limit of AUPRO.",
-    "roc_image": "Image ROC curves per category.",
-    "gallery": "Best and worst test images per detector and explainer.",
+    "profile": (
+        "Verdict profile: per detector and real explainer, the number of metrics of each "
+        "audit family (localisation, faithfulness, robustness, sanity) on which it beats "
+        "every trivial control or passes its threshold (green), ties or is inconclusive "
+        "(grey), loses or fails (red), or lacks evidence / is undefined (hatched)."
+    ),
+    "roc_pixel": (
+        f"Pixel ROC curves per detector and category (pooled over pixels). {_CONTROLS_NOTE}"
+    ),
+    "pro": (
+        "PRO curves per detector and category; the dotted line is the FPR integration limit "
+        f"of AUPRO. {_CONTROLS_NOTE}"
+    ),
+    "roc_image": f"Image ROC curves per detector and category. {_CONTROLS_NOTE}",
+    "gallery": (
+        "Best and worst test images per detector and explainer (controls last): image, "
+        "ground-truth mask, explanation map (min-max scaled per image) with the mask outline."
+    ),
 }
 
 DEFAULT_FILES = ("results.csv", "results.md", "manifest.json")
@@ -91,7 +106,7 @@ def render_html(
         _verdict_section(report.verdicts, report.results),
         _subset_section(report.per_image),
         _rank_section(report.ranks, decimals=decimals),
-        _metric_sections(tables, decimals=decimals),
+        _metric_sections(tables, decimals=decimals, verdicts=report.verdicts),
         _figures(figure_paths or {}),
         _manifest(report.manifest),
     ]
@@ -146,7 +161,8 @@ def _summary(
         out.append("<p class='muted'>No headline metric (pixel AUROC, AUPRO, image AUROC).</p>")
     else:
         out.append(
-            "<p class='muted'>Mean over categories. Bold: best of its column. "
+            "<p class='muted'>Mean over categories. Bold: best explainer of its column "
+            "(controls excluded). "
             f"{DAGGER}: trivial control.</p>"
         )
         out.append(_summary_table(frame, directions, controls=controls, decimals=decimals))
@@ -161,8 +177,11 @@ def _summary_table(
     frame: pd.DataFrame, directions: dict[str, bool], *, controls: frozenset[str], decimals: int
 ) -> str:
     head = "".join(f"<th>{escape(m)} {UP if directions[m] else DOWN}</th>" for m in frame.columns)
+    real = [e not in controls for _, e in frame.index]
     best = {
-        m: best_mask(frame[[m]], higher_is_better=directions[m], decimals=decimals)[m]
+        m: best_mask(frame.loc[real, [m]], higher_is_better=directions[m], decimals=decimals)[
+            m
+        ].reindex(frame.index, fill_value=False)
         for m in frame.columns
     }
     rows = []
@@ -355,20 +374,21 @@ def _rank_section(ranks, *, decimals: int) -> str:
     )
 
 
-def _metric_sections(tables: list[MetricTable], *, decimals: int) -> str:
+def _metric_sections(tables: list[MetricTable], *, decimals: int, verdicts=None) -> str:
     out = ["<section id='tables'><h2>Results per metric</h2>"]
     out.append(
-        f"<p class='muted'>{UP} higher is better, {DOWN} lower is better. Bold: best of its "
-        f"column. {DAGGER}: trivial control. Small numbers: 95% confidence interval. "
+        f"<p class='muted'>{UP} higher is better, {DOWN} lower is better. Bold: best "
+        f"explainer of its column (controls excluded). {DAGGER}: trivial control. Small "
+        "numbers: 95% confidence interval. "
         f"n/a: undefined. <code>{MEAN}</code>: unweighted mean over categories.</p>"
     )
     for i, t in enumerate(tables):
-        out.append(_metric_table(t, anchor=f"metric-{i}", decimals=decimals))
+        out.append(_metric_table(t, anchor=f"metric-{i}", decimals=decimals, verdicts=verdicts))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _metric_table(t: MetricTable, *, anchor: str, decimals: int) -> str:
+def _metric_table(t: MetricTable, *, anchor: str, decimals: int, verdicts=None) -> str:
     best = t.best_mask(decimals=decimals)
     flag = " <span class='muted'>(optimistic)</span>" if t.optimistic else ""
     head = "".join(f"<th class='{'mean' if c == MEAN else ''}'>{escape(c)}</th>" for c in t.columns)
@@ -389,12 +409,30 @@ def _metric_table(t: MetricTable, *, anchor: str, decimals: int) -> str:
         first = previous is not None and det != previous
         rows.append(_row(det, exp, cells, control=t.is_control(exp), first=first))
         previous = det
-    warn = _failures_note(t, decimals=decimals)
+    warn = _verdict_note(t, verdicts) or _failures_note(t, decimals=decimals)
     return (
         f"<h3 id='{anchor}'>{escape(t.title)} {t.arrow}{flag}</h3>"
         "<table><thead><tr><th class='name'>detector</th><th class='name'>explainer</th>"
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p class='legend'>{escape(t.legend(decimals=decimals))}</p>{warn}"
+    )
+
+
+def _verdict_note(t: MetricTable, verdicts) -> str:
+    """The verdicts of the table's metric (paired per image, with the right comparators)
+    instead of a comparison of means, when the run made verdicts for it."""
+    if verdicts is None or len(verdicts) == 0:
+        return ""
+    rows = verdicts[(verdicts["metric"] == t.metric) & (verdicts["control"] == "all controls")]
+    if rows.empty:
+        return ""
+    parts = "; ".join(
+        f"{escape(str(r.detector))} / {escape(str(r.explainer))}: {escape(str(r.verdict))}"
+        for r in rows.itertuples()
+    )
+    meaning = str(rows["meaning"].iloc[0]) if "meaning" in rows and len(rows) else ""
+    return f"<p class='legend'>Verdicts (pooled over categories, 95% CI): {parts}." + (
+        f" Compared: {escape(meaning)}.</p>" if meaning else "</p>"
     )
 
 
@@ -492,7 +530,24 @@ def _caption(key: str) -> str:
     if key in FIGURE_CAPTIONS:
         return FIGURE_CAPTIONS[key]
     if key.startswith("bars_"):
-        return f"{key[len('bars_') :]} per category (error bars: 95% CI where available)."
+        return (
+            f"{key[len('bars_') :]} per category, one panel per detector (error bars: 95% CI "
+            "where available). Trivial controls: grey, hatched."
+        )
+    if key.startswith("curve_"):
+        return (
+            f"{key[len('curve_') :]} faithfulness curve, one panel per detector: the mean "
+            "normalised score against the fraction of pixels perturbed, averaged over "
+            "categories (mean of the per-category mean curves); shaded: the mean of the "
+            f"per-category 95% band edges. {_CONTROLS_NOTE}"
+        )
+    if key.startswith("gallery_"):
+        return (
+            f"Example anomalous images of detector {key[len('gallery_') :]}: the same images "
+            "for every explainer (one row each, at most 6, one per category first). "
+            "Columns: image, ground-truth mask, then each explainer's map (min-max scaled "
+            "per image) with the mask outline; real explainers first, then the controls."
+        )
     return key
 
 

@@ -96,12 +96,20 @@ class MetricTable:
         return explainer in self.controls
 
     def best_mask(self, *, decimals: int = 3) -> pd.DataFrame:
-        """Boolean frame: True where a value is the best of its column (ties included).
+        """Boolean frame: True where a value is the best of its column among the real
+        explainers (ties included); controls are never marked best -- whether an
+        explainer beats them is what the failure notes and the verdicts say.
 
         Values are compared after rounding to ``decimals`` so that two values printed
         the same are both bold.
         """
-        return best_mask(self.value, higher_is_better=self.higher_is_better, decimals=decimals)
+        real = [not self.is_control(e) for _, e in self.rows]
+        if not any(real):
+            return best_mask(self.value, higher_is_better=self.higher_is_better, decimals=decimals)
+        mask = best_mask(
+            self.value[real], higher_is_better=self.higher_is_better, decimals=decimals
+        )
+        return mask.reindex(self.value.index, fill_value=False)
 
     def controls_not_beaten(self, *, column: str | None = None) -> list[ControlFailure]:
         """Real explainers whose value does not beat the best control of their detector.
@@ -306,7 +314,8 @@ def markdown_tables(
 def _general_legend(controls: Iterable[str]) -> str:
     names = ", ".join(sorted(controls)) or "none"
     return (
-        f"{UP} higher is better, {DOWN} lower is better. **Bold**: best value of its column. "
+        f"{UP} higher is better, {DOWN} lower is better. **Bold**: best explainer of its "
+        "column (controls excluded). "
         f"{DAGGER}: trivial control ({_md_escape(names)}); a real explainer should beat it. "
         "n/a: undefined (e.g. no anomalous image in the category). "
         f"`{MEAN}`: unweighted mean over categories."

@@ -28,7 +28,18 @@ import pandas as pd
 from xeval._io import atomic_write_json, atomic_write_text, safe_join
 from xeval.progress import progress
 from xeval.reports.data import ReportData, check_results, controls_of, display_frame
-from xeval.reports.figures import plot_category_bars, plot_curves, plot_gallery
+from xeval.reports.figures import (
+    faithfulness_kinds,
+    gallery_columns,
+    plot_category_bars,
+    plot_curves,
+    plot_example_gallery,
+    plot_faithfulness_curves,
+    plot_gallery,
+    plot_profile,
+    report_colors,
+    verdict_counts,
+)
 from xeval.reports.html import render_html
 from xeval.reports.tables import headline_metrics, markdown_tables
 from xeval.results import RESULT_COLUMNS
@@ -166,32 +177,78 @@ def _write_figures(
     bar_metrics: Sequence[str] | None,
     controls: frozenset[str],
 ) -> dict[str, str]:
-    """Draw every figure the data allows; returns figure key -> relative path."""
+    """Draw every figure the data allows; returns figure key -> relative path.
+
+    In page order: the verdict profile, ROC / PRO curves, faithfulness curves
+    (``curve_<kind>``), per-category bars (``bars_<metric>``), the example gallery of
+    each detector (``gallery_<detector>``) and the best / worst gallery. Every figure
+    uses one explainer -> colour mapping (controls grey, dashed / hatched)."""
     rel_paths: dict[str, str] = {}
+    used: set[str] = set()
 
     def target(key: str) -> Path:
+        key = _unique(key, used)
         rel = f"{FIGURES_DIR}/{key}.png"
+        path = safe_join(root, FIGURES_DIR, f"{key}.png")
         rel_paths[key] = rel
-        return safe_join(root, FIGURES_DIR, f"{key}.png")
+        return path
 
-    kinds = set(report.curves["curve"].astype(str)) if len(report.curves) else set()
+    curves = report.curves if report.curves is not None else pd.DataFrame()
+    gallery = list(report.gallery or [])
+    colors = report_colors(
+        report.results["explainer"], curves, report.verdicts, gallery, controls=controls
+    )
+    order = list(dict.fromkeys(report.results["explainer"].dropna().astype(str)))
+    if len(verdict_counts(report.verdicts, report.results, controls=controls)):
+        plot_profile(report.verdicts, report.results, target("profile"), controls=controls)
+    kinds = set(curves["curve"].astype(str)) if len(curves) else set()
+    limit = _fpr_limit(report.results)
     for kind, key in CURVE_FILES.items():
         if kind in kinds:
-            limit = _fpr_limit(report.results)
-            plot_curves(report.curves, kind, target(key), fpr_limit=limit, controls=controls)
+            plot_curves(
+                curves, kind, target(key), fpr_limit=limit, controls=controls, colors=colors
+            )
+    for kind in faithfulness_kinds(curves, report.results):
+        plot_faithfulness_curves(
+            curves,
+            kind,
+            target(f"curve_{slug(kind)}"),
+            controls=controls,
+            colors=colors,
+            higher_is_better=_direction_of(report.results, kind),
+        )
     present = set(display_frame(report.results)["metric"].astype(str))
     metrics = headline_metrics(report.results) if bar_metrics is None else bar_metrics
-    used: set[str] = set()
     for metric in progress(metrics, desc="report figures"):
         if metric not in present:
             continue
-        key = _unique(f"bars_{slug(metric)}", used)
-        plot_category_bars(report.results, metric, target(key), controls=controls)
-    if report.gallery:
-        plot_gallery(report.gallery, target("gallery"))
+        path = target(f"bars_{slug(metric)}")
+        plot_category_bars(report.results, metric, path, controls=controls, colors=colors)
+    examples = [g for g in gallery if g.rank == "example"]
+    for det in dict.fromkeys(str(g.detector) for g in examples):
+        plot_example_gallery(
+            examples,
+            target(f"gallery_{slug(det)}"),
+            detector=det,
+            controls=controls,
+            explainers=order,
+        )
+    ranked = [g for g in gallery if g.rank != "example"]
+    if ranked:
+        explainers = gallery_columns(ranked, controls=controls, explainers=order)
+        plot_gallery(ranked, target("gallery"), controls=controls, explainers=explainers)
     for rel in rel_paths.values():
         written[rel] = safe_join(root, *rel.split("/"))
     return rel_paths
+
+
+def _direction_of(results: pd.DataFrame, label: str) -> bool | None:
+    """``higher_is_better`` of the metric labelled ``label``, None when unknown."""
+    shown = display_frame(results)
+    rows = shown.loc[shown["metric"].astype(str) == str(label), "higher_is_better"]
+    if rows.empty:
+        return None
+    return bool(rows.map(_parse_bool).mean() >= 0.5)
 
 
 def slug(name: str) -> str:
