@@ -19,6 +19,12 @@ Substrates
     Normal reference images: their **mean** for a single reference and for removal
     (fully replaced, an image *is* the mean normal image), ``k`` of them drawn with a
     seed for a distribution.
+``"normal_sample"`` -- :class:`NormalSample` (removal only)
+    One normal reference image per image, drawn from the references with a seed keyed
+    by the sample: real normal content. For textures (and any data whose mean image is
+    not itself normal: a flat mean tile is an anomaly to a texture detector, or
+    trivially easy for an autoencoder) this is the substrate whose fully replaced image
+    scores like a normal image.
 ``"reconstruction"`` -- :class:`Reconstruction` (removal only)
     The detector's own reconstruction of each image (``detector.reconstruct``): the
     "normal version" of that very image.
@@ -71,6 +77,7 @@ __all__ = [
     "Constant",
     "Normal",
     "NormalReference",
+    "NormalSample",
     "Reconstruction",
     "Road",
     "Substrate",
@@ -83,7 +90,7 @@ __all__ = [
     "road_impute",
 ]
 
-SUBSTRATE_NAMES = ("normal", "reconstruction", "road", "black", "blur")
+SUBSTRATE_NAMES = ("normal", "normal_sample", "reconstruction", "road", "black", "blur")
 """Names accepted as removal substrates."""
 BASELINE_NAMES = ("normal", "black", "blur", "uniform")
 """Names accepted as attribution baselines."""
@@ -325,6 +332,43 @@ class NormalReference(Substrate):
 
 #: Removal-substrate name of :class:`NormalReference`.
 Normal = NormalReference
+
+
+class _SampledBound(BoundSubstrate):
+    def __init__(self, references: np.ndarray, seed: int) -> None:
+        self.references = references
+        self.seed = seed
+
+    def fill(self, idx, removed, keys) -> np.ndarray:
+        out = np.empty((len(idx), *self.references.shape[1:]), np.float32)
+        for j, k in enumerate(keys):
+            sample_key = k[0] if isinstance(k, tuple) else k
+            pick = make_rng(self.seed, sample_key, "normal_sample").integers(len(self.references))
+            out[j] = self.references[pick]
+        return out
+
+
+class NormalSample(Substrate):
+    """One normal reference image per image (``reference=`` normal images ``(N, C, H,
+    W)``), drawn with a seed keyed by the sample (the same image at every step of its
+    curve, whatever the batch); removal only."""
+
+    name = "normal_sample"
+
+    def bind(self, detector, images, *, reference, seed) -> BoundSubstrate:
+        if reference is None:
+            raise InputError(
+                "substrate 'normal_sample' needs reference=: normal images (N, C, H, W) at "
+                "the images' channels and size"
+            )
+        ref = np.asarray(reference.images if isinstance(reference, NormalReference) else reference)
+        if ref.ndim == 3:
+            ref = ref[None]
+        mean_reference(ref, images.shape)  # the same checks (shape, dtype, finite)
+        return _SampledBound(ref.astype(np.float32, copy=False), int(seed))
+
+    def describe(self) -> str:
+        return "normal_sample (a normal reference image per image, seeded)"
 
 
 class Reconstruction(Substrate):
@@ -617,6 +661,7 @@ def resolve_substrate(substrate: str | Substrate) -> Substrate:
     elif isinstance(substrate, str) and substrate in SUBSTRATE_NAMES:
         sub = {
             "normal": NormalReference,
+            "normal_sample": NormalSample,
             "reconstruction": Reconstruction,
             "road": Road,
             "black": Black,

@@ -38,6 +38,7 @@ from xeval.data.defects import DEFECT_KINDS, make_defect
 from xeval.data.mvtec import load_mvtec
 from xeval.data.split import CategorySplit
 from xeval.errors import InputError
+from xeval.progress import progress
 from xeval.registry import DATASETS
 from xeval.rng import rng as make_rng
 
@@ -298,7 +299,11 @@ def build_textures(
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{final.name}.tmp-"))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is a shared cache
-        counts = {c: _write_category(tmp, c, params, int(seed)) for c in params["categories"]}
+        cats = params["categories"]
+        counts = {
+            c: _write_category(tmp, c, params, int(seed))
+            for c in progress(cats, desc="building the textures benchmark")
+        }
         card = json.dumps(_card(params, int(seed), counts), indent=2, sort_keys=True) + "\n"
         (tmp / _CARD).write_text(card, encoding="utf-8")
         try:

@@ -13,7 +13,7 @@ import pandas as pd
 from xeval.data.split import CategorySplit
 from xeval.engine.evaluate import MetricStates
 from xeval.explainers.base import Explainer
-from xeval.metrics.base import Metric, canonical_params
+from xeval.metrics.base import Metric, canonical_params, parse_exclusion_note
 from xeval.results import make_row
 
 __all__ = ["collect_unit", "mean_rows"]
@@ -136,6 +136,15 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             if not defined.all():
                 missing = g.loc[~defined, "category"].tolist()
                 note += f" (undefined in {missing}, excluded)"
+            excluded, total, reasons = 0, 0, {}
+            for text in g["note"]:
+                e, t, r = parse_exclusion_note(str(text))
+                excluded, total = excluded + e, total + t
+                for k, v in r.items():
+                    reasons[k] = reasons.get(k, 0) + v
+            if excluded:
+                detail = "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+                note += f"; {excluded} of {total} images excluded ({detail})"
             out.append(
                 make_row(
                     **dict(zip(_KEYS, key, strict=True)),

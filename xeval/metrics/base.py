@@ -50,6 +50,7 @@ import functools
 import inspect
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -362,6 +363,23 @@ def exclusion_note(excluded: dict, n: int) -> str:
         counts[r] = counts.get(r, 0) + 1
     detail = "; ".join(f"{r}: {k}" for r, k in sorted(counts.items()))
     return f"{len(excluded)} of {n} images excluded ({detail})"
+
+
+_EXCLUSION = re.compile(r"(\d+) of (\d+) images excluded \((.*?)\)(?:;|$)")
+
+
+def parse_exclusion_note(note: str) -> tuple[int, int, dict[str, int]]:
+    """``(excluded, total, {reason: count})`` from a note written by
+    :func:`exclusion_note` (zeros when it has none)."""
+    m = _EXCLUSION.search(note or "")
+    if not m:
+        return 0, 0, {}
+    counts: dict[str, int] = {}
+    for part in m.group(3).split("; "):
+        reason, _, k = part.rpartition(": ")
+        if reason and k.isdigit():
+            counts[reason] = counts.get(reason, 0) + int(k)
+    return int(m.group(1)), int(m.group(2)), counts
 
 
 def robust_spread(values) -> float:

@@ -870,7 +870,7 @@ def infidelity(
 
 
 # ------------------------------------------------------------------ registered metrics
-Removal = Literal["normal", "reconstruction", "road", "black", "blur"]
+Removal = Literal["normal", "normal_sample", "reconstruction", "road", "black", "blur"]
 
 
 class _ProbeMetric(PerImageMetric):
@@ -991,7 +991,7 @@ class _CurveMetric(_ProbeMetric):
         self,
         *,
         steps: int = DEFAULT_STEPS,
-        substrate: Removal = "normal",
+        substrate: Removal = "normal_sample",
         patch_size: int = 1,
         separation: float = 1.0,
         max_images: int = 16,
@@ -1017,11 +1017,12 @@ class _CurveMetric(_ProbeMetric):
 @METRICS.register
 class DeletionAUC(_CurveMetric):
     """Deletion AUC (Petsiuk et al. 2018, RISE, BMVC): the most relevant pixels are
-    replaced by normal content (a normal reference image by default) in ``steps`` equal
-    steps; the detector's score, normalised per image as ``(s_k - s_sub) / (s_x -
-    s_sub)``, is integrated over the fraction removed. **Lower is better** (the anomaly
-    evidence goes first). Images scoring the same as their substrate and constant maps
-    are NaN."""
+    replaced by normal content (by default a normal training image drawn per test
+    image, ``substrate="normal_sample"``) in ``steps`` equal steps; the detector's
+    score, normalised per image as ``(s_k - s_sub) / (s_x - s_sub)`` and clipped to
+    [0, 1], is integrated over the fraction removed. **Lower is better** (the anomaly
+    evidence goes first). Images whose score is not clearly above their substrate's are
+    excluded with the reason; constant maps get a random order (chance level)."""
 
     name = "deletion_auc"
     higher_is_better = False
@@ -1032,10 +1033,11 @@ class DeletionAUC(_CurveMetric):
 
 @METRICS.register
 class InsertionAUC(_CurveMetric):
-    """Insertion AUC (Petsiuk et al. 2018, RISE, BMVC): starting from the substrate (a
-    normal reference image by default), the most relevant pixels are put back first;
-    the normalised score ``(s_k - s_sub) / (s_x - s_sub)`` is integrated over the
-    fraction inserted. **Higher is better.**"""
+    """Insertion AUC (Petsiuk et al. 2018, RISE, BMVC): starting from the substrate (by
+    default a normal training image drawn per test image), the most relevant pixels are
+    put back first; the normalised score ``(s_k - s_sub) / (s_x - s_sub)``, clipped to
+    [0, 1], is integrated over the fraction inserted. **Higher is better.** Exclusions
+    as :class:`DeletionAUC`."""
 
     name = "insertion_auc"
     higher_is_better = True
@@ -1060,7 +1062,7 @@ class AOPC(_ProbeMetric):
         *,
         order: Literal["morf", "lerf"] = "morf",
         steps: int = DEFAULT_STEPS,
-        substrate: Removal = "normal",
+        substrate: Removal = "normal_sample",
         patch_size: int = 1,
         separation: float = 1.0,
         max_images: int = 16,
@@ -1113,7 +1115,7 @@ class FaithfulnessCorrelation(_ProbeMetric):
         *,
         n_samples: int = 100,
         subset_size: int | float = 0.1,
-        substrate: Removal = "normal",
+        substrate: Removal = "normal_sample",
         patch_size: int = 1,
         separation: float = 1.0,
         max_images: int = 16,

@@ -451,6 +451,13 @@ class _Sensitivity(PerImageMetric):
         probe = explanation.probe
         if probe is None or probe.explain_fn is None:
             raise InputError(f"metric {self.name!r} needs an explanation function")
+        kinds = explanation.degenerate()
+        values = self._sensitivity(record, probe)
+        reasons = [None if k is None else f"degenerate map ({k})" for k in kinds]
+        values = np.where([k is not None for k in kinds], np.nan, values)
+        return values, reasons
+
+    def _sensitivity(self, record, probe):
         return type(self).function(
             lambda x: probe.explain_fn(probe.detector, x),
             record.inputs.images,
@@ -466,7 +473,8 @@ class _Sensitivity(PerImageMetric):
         what = "||map change|| / ||map||" if self.normalise else "||map change||"
         return (
             f"{self.name.split('_')[0]} over {self.n_samples} uniform perturbations of "
-            f"radius {self.radius:g} of {what} ({self.norm} norm)"
+            f"radius {self.radius:g} of {what} ({self.norm} norm); degenerate maps (all "
+            "zero, constant) are excluded: they are stable by construction"
         )
 
 

@@ -30,6 +30,13 @@ _WHAT = {
 }
 
 
+def _names(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _families(results: pd.DataFrame) -> dict[str, str]:
     shown = display_frame(results)
     return dict(zip(shown["metric"].astype(str), shown["family"].astype(str), strict=False))
@@ -67,8 +74,9 @@ def conclusions(verdicts: pd.DataFrame | None, results: pd.DataFrame) -> dict[st
                 elif states <= {"insufficient evidence", "undefined", "inconclusive", "ties"}:
                     lines.append(
                         f"{title}: inconclusive -- no explainer separates from the "
-                        f"references on any of the {n_metrics} metrics (ties or "
-                        "confidence intervals that straddle the threshold)."
+                        f"references on {'the' if n_metrics == 1 else f'any of the {n_metrics}'} "
+                        f"metric{'s' if n_metrics > 1 else ''} (ties, or confidence "
+                        "intervals that straddle the threshold)."
                     )
                 else:
                     lines.append(
@@ -80,11 +88,12 @@ def conclusions(verdicts: pd.DataFrame | None, results: pd.DataFrame) -> dict[st
             best = max(len(v) for v in support)
             winners = [e for e, v in support.items() if len(v) == best]
             metrics = ", ".join(support[winners[0]])
-            who = " and ".join(f"'{w}'" for w in winners)
+            who = _names(winners)
+            each = "each " if len(winners) > 1 else ""
             verb = "passes" if family == "sanity" else "beats every reference on"
             lines.append(
-                f"{title}: trust {who} {what} -- {verb} {best} of {n_metrics} metrics "
-                f"({metrics})."
+                f"{title}: trust {who} {what} -- {each}{verb} {best} of {n_metrics} "
+                f"metric{'s' if n_metrics > 1 else ''} ({metrics})."
                 + (
                     ""
                     if best == n_metrics

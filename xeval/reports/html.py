@@ -80,7 +80,8 @@ def render_html(
     report : ReportData
         What to show.
     figure_paths : mapping of str to str, optional
-        Figure key (``"roc_pixel"``, ``"pro"``, ``"roc_image"``, ``"bars_<metric>"``,
+        Figure key (``"profile"``, ``"roc_pixel"``, ``"pro"``, ``"roc_image"``,
+        ``"curve_<metric>"``, ``"bars_<metric>"``, ``"gallery_<detector>"``,
         ``"gallery"``) to a path relative to the page (e.g. ``"figures/pro.png"``);
         shown in this order.
     tables_md : str, optional

@@ -5,10 +5,15 @@ Layout of ``out_dir``::
     results.csv          the long results table (one row per detector, explainer,
                          dataset, category, protocol, metric); read it back with
                          :func:`read_results_csv`
-    results.md           Markdown tables, one per metric, with a legend
+    results.md           the generated conclusion, then Markdown tables, one per
+                         metric, with a legend
     manifest.json        versions, seed, config hash, dataset fingerprint, timings
+    verdicts.csv, ranks.csv   verdicts against the references, rank table (when made)
+    figures/profile.png  the verdicts per explainer and audit family
     figures/roc_pixel.png, figures/pro.png, figures/roc_image.png   (when curves exist)
-    figures/bars_<metric>.png   pixel_auroc, aupro@L, image_auroc (when present)
+    figures/curve_<metric>.png   mean faithfulness curves with 95% bands
+    figures/bars_<metric>.png    the headline metrics per category
+    figures/gallery_<detector>.png   the same example images for every explainer
     figures/gallery.png  best / worst images (when the report has a gallery)
     index.html           the page tying it together (figures by relative path)
 
