@@ -137,9 +137,9 @@ def mean_rows(rows: list[dict]) -> list[dict]:
                 missing = g.loc[~defined, "category"].tolist()
                 note += f" (undefined in {missing}, excluded)"
             excluded, total, reasons = 0, 0, {}
-            for text in g["note"]:
+            for text, n in zip(g["note"], g["n"], strict=True):
                 e, t, r = parse_exclusion_note(str(text))
-                excluded, total = excluded + e, total + t
+                excluded, total = excluded + e, total + (t if t else int(n))
                 for k, v in r.items():
                     reasons[k] = reasons.get(k, 0) + v
             if excluded:
