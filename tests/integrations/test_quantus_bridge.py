@@ -111,7 +111,9 @@ def test_pixel_flipping_equals_deletion_curve(data):
         reference=data["train"],
         metric_kwargs={"features_in_step": H * W // steps},
     )
-    curve = deletion_curve(det, data["images"], data["maps"], reference=data["train"], steps=steps)
+    curve = deletion_curve(
+        det, data["images"], data["maps"], substrate="normal", reference=data["train"], steps=steps
+    )
     assert got.shape == (6, steps)
     np.testing.assert_allclose(got, curve.scores[:, 1:], rtol=1e-5, atol=1e-5)
     assert np.ptp(got[0]) > 0.1  # softmax off: not flat
@@ -128,7 +130,13 @@ def test_region_perturbation_normal_substrate(data):
         reference=data["train"],
     )
     curve = deletion_curve(
-        det, data["images"], data["maps"], reference=data["train"], steps=n_patches, patch_size=p
+        det,
+        data["images"],
+        data["maps"],
+        substrate="normal",
+        reference=data["train"],
+        steps=n_patches,
+        patch_size=p,
     )
     drops = curve.scores[:, :1] - curve.scores[:, 1:]
     np.testing.assert_allclose(got, drops, rtol=1e-5, atol=1e-5)

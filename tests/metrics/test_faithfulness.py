@@ -144,8 +144,8 @@ def test_reference_mean_is_used(defect_set):
     refs = np.stack([normal - 0.1, normal + 0.1])  # mean == normal
     a = masks.astype(float)
     np.testing.assert_allclose(
-        deletion_auc(det, images, a, reference=refs, steps=8),
-        deletion_auc(det, images, a, reference=normal, steps=8),
+        deletion_auc(det, images, a, substrate="normal", reference=refs, steps=8),
+        deletion_auc(det, images, a, substrate="normal", reference=normal, steps=8),
         rtol=1e-5,
     )
 

@@ -334,7 +334,7 @@ def perturbation_curve(
     attributions: np.ndarray,
     *,
     kind: str,
-    substrate: str | Substrate = "normal",
+    substrate: str | Substrate = "normal_sample",
     reference: np.ndarray | None = None,
     steps: int = DEFAULT_STEPS,
     patch_size: int = 1,
@@ -379,12 +379,13 @@ def perturbation_curve(
     kind:
         ``"deletion"`` or ``"insertion"``.
     substrate:
-        ``"normal"`` (default; needs ``reference``), ``"reconstruction"``, ``"road"``,
-        ``"black"`` or ``"blur"`` (flagged), or a
+        ``"normal_sample"`` (default; a normal reference image per image, drawn with a
+        seed keyed by the sample), ``"normal"`` (the mean normal image),
+        ``"reconstruction"``, ``"road"``, ``"black"`` or ``"blur"`` (flagged), or a
         :class:`~xeval.substrates.Substrate`.
     reference:
-        Normal images ``(N, C, H, W)`` (their mean is used) or one ``(C, H, W)`` image,
-        for ``substrate="normal"``.
+        Normal images ``(N, C, H, W)`` or one ``(C, H, W)`` image, for
+        ``substrate="normal_sample"`` or ``"normal"``.
     steps:
         Number of equal steps from 0 to 100 % of the regions (``steps + 1`` points).
     patch_size:
@@ -502,7 +503,7 @@ def aopc(
     attributions: np.ndarray,
     *,
     order: str = "morf",
-    substrate: str | Substrate = "normal",
+    substrate: str | Substrate = "normal_sample",
     reference: np.ndarray | None = None,
     steps: int = DEFAULT_STEPS,
     patch_size: int = 1,
@@ -576,7 +577,7 @@ def faithfulness_correlation(
     images: np.ndarray,
     attributions: np.ndarray,
     *,
-    substrate: str | Substrate = "normal",
+    substrate: str | Substrate = "normal_sample",
     reference: np.ndarray | None = None,
     n_samples: int = 100,
     subset_size: int | float = 0.1,
