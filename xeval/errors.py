@@ -30,3 +30,28 @@ class UndefinedMetricWarning(UserWarning):
 class XevalDeprecationWarning(FutureWarning):
     """A configuration key or form that still works but will be removed; the message
     says what to write instead. (A FutureWarning, so that command-line users see it.)"""
+
+
+class ResumeWarning(UserWarning):
+    """A saved unit of an earlier run is not reused (damaged, or stale: the dataset's
+    files, the configuration or xeval changed) and is recomputed."""
+
+
+class OutputError(XevalError, OSError):
+    """A result file or folder cannot be written (the folder cannot be created, the path is
+    a folder, the disk is full, permission denied...). The message names the path and the
+    operating system's reason; ``errno`` and ``filename`` are those of the cause. Also an
+    ``OSError``, so that code catching ``OSError`` around writes still does."""
+
+    def __init__(self, message: str, *, path=None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDataWarning(UserWarning):
+    """Data the user allowed to be missing (``xeval score --allow-missing``) is missing;
+    it is shown as missing (NaN) in the results, never dropped silently."""

@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from xeval.adapters.callable import BlackBoxDetector
+from xeval.adapters.imports import safe_imports
 from xeval.adapters.ood import EnergyDetector, MahalanobisDetector
 from xeval.adapters.sklearn import SklearnFeaturesDetector
 from xeval.adapters.torch_module import TorchModuleDetector
@@ -27,6 +28,14 @@ FILES = {
     "ood_classifier": "ood_classifier.yaml",
     "anomalib": "anomalib.yaml",
 }
+
+
+@pytest.fixture(autouse=True)
+def _allow_this_module():
+    """The recipes below name objects of this test module (and, for the error cases,
+    of torch.nn and a missing package): allowed as a user allows their own code."""
+    with safe_imports(HERE, "torch.nn", "no_such_pkg"):
+        yield
 
 
 class TinyAE(nn.Module):

@@ -36,6 +36,7 @@ from torch import nn
 
 from xeval.adapters._wrapped import describe, get_field, has_field, iter_images
 from xeval.adapters.torch_module import TorchWrapped
+from xeval.checks import check_bool
 from xeval.errors import InputError
 
 SCORES = ("pred_score", "map_max", "map_mean")
@@ -162,7 +163,7 @@ class AnomalibDetector(TorchWrapped):
             raise InputError(f"{self.who}: score must be one of {SCORES}, got {score!r}")
         if not (callable(fit) or fit in FIT_MODES):
             raise InputError(f"{self.who}: fit must be one of {FIT_MODES} or a callable")
-        self.use_pre_processor = bool(use_pre_processor)
+        self.use_pre_processor = check_bool(use_pre_processor, "use_pre_processor")
         self.score_source = score
         self.fit_mode = fit
         self._differentiable = differentiable

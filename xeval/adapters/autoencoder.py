@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur
+from xeval.checks import check_bool
 from xeval.errors import InputError
 from xeval.progress import progress
 from xeval.registry import DETECTORS
@@ -152,7 +153,7 @@ class ConvAutoencoder(TorchDetector):
         self.bottleneck = int(bottleneck)
         self.sigma = float(sigma)
         self.downsample = int(downsample)
-        self.augment = bool(augment)
+        self.augment = check_bool(augment, "augment")
         self.model_: _AE | None = None
         self.losses_: list[float] = []
 

@@ -24,6 +24,7 @@ from xeval.adapters._wrapped import (
     iter_images,
     to_numpy,
 )
+from xeval.checks import check_bool
 from xeval.errors import InputError
 
 SCORE_KEYS = ("score", "scores", "pred_score", "anomaly_score")
@@ -98,11 +99,11 @@ class BlackBoxDetector(WrappedDetector):
             raise InputError(f"{self.who}: fit_fn must be callable, got {describe(fit_fn)}")
         self.fn = fn
         self.input_size = check_input_size(input_size)
-        self._has_map = None if has_map is None else bool(has_map)
+        self._has_map = None if has_map is None else check_bool(has_map, "has_map")
         self.batch_size = None if batch_size is None else check_batch_size(batch_size)
         self.fit_fn = fit_fn
         self.reduction = check_reduction(reduction)
-        self.higher_is_anomalous = bool(higher_is_anomalous)
+        self.higher_is_anomalous = check_bool(higher_is_anomalous, "higher_is_anomalous")
         self.in_channels = int(in_channels)
         self.seed = int(seed)
 

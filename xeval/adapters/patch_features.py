@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xeval.adapters._torch import TorchDetector, gaussian_blur, gaussian_kernel1d
+from xeval.checks import check_bool
 from xeval.errors import InputError
 from xeval.progress import progress
 from xeval.registry import DETECTORS
@@ -126,7 +127,7 @@ class FilterBank(nn.Module):
         self.scales = tuple(float(s) for s in scales)
         self.context = None if not context else float(context)
         self.stride = int(stride)
-        self.invariant = bool(invariant)
+        self.invariant = check_bool(invariant, "invariant")
         per_scale = 4 if self.invariant else 7
         self.out_channels = (3 + per_scale * len(self.scales)) * (2 if self.context else 1)
         if self.context:
@@ -387,16 +388,16 @@ class PatchFeatures(TorchDetector):
         if context is not None and float(context) < 0:
             raise InputError(f"context must be >= 0 or None, got {context!r}")
         self.context = None if not context else float(context)
-        self.invariant = bool(invariant)
+        self.invariant = check_bool(invariant, "invariant")
         self.stride = int(stride)
         self.cnn_width = int(cnn_width)
         self.scoring = scoring
-        self.per_position = bool(per_position)
+        self.per_position = check_bool(per_position, "per_position")
         self.shrinkage = float(shrinkage)
         self.memory_size = int(memory_size)
         self.sampling = sampling
         self.k = int(k)
-        self.augment = bool(augment)
+        self.augment = check_bool(augment, "augment")
         self.sigma = float(sigma)
         self._bank: FilterBank | None = None
         self._cnn: RandomCNN | None = None

@@ -6,19 +6,54 @@ registered as classes; the wrap adapters are registered here as :class:`RecipeKi
 entries, whose options are the adapter class's keyword options plus the keys the recipe
 builder consumes (a model's import path, its keyword arguments, a checkpoint...). The
 config check validates a recipe's ``params`` against them before anything is imported
-or built.
+or built: unknown keys, the types of the recipe's own keys (``trust_checkpoint`` and
+``strict`` are real booleans, a string ``"false"`` is refused) and of the adapter's
+annotated options, and every import path against :mod:`xeval.adapters.imports` (a
+configuration cannot make xeval import or call arbitrary code).
 """
 
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from xeval.adapters.imports import check_import_path
 from xeval.errors import ConfigError
-from xeval.registry import DETECTORS, option_spec
+from xeval.registry import DETECTORS, conforms, describe_type, option_spec
 
-__all__ = ["RecipeKind"]
+__all__ = ["IMPORT_KEYS", "RECIPE_KEY_TYPES", "RecipeKind"]
+
+RECIPE_KEY_TYPES: dict[str, Any] = {
+    "model": str,
+    "model_kwargs": dict[str, Any] | None,
+    "checkpoint": str | None,
+    "trust_checkpoint": bool,
+    "strict": bool,
+    "method": typing.Literal["msp", "energy", "odin", "mahalanobis"],
+    "function": str,
+    "function_kwargs": dict[str, Any] | None,
+    "estimator": str,
+    "estimator_kwargs": dict[str, Any] | None,
+}
+"""The types of the keys the recipe builder consumes (checked before anything is built)."""
+
+IMPORT_KEYS = (
+    "model",
+    "function",
+    "estimator",
+    "score_fn",
+    "map_fn",
+    "fit_fn",
+    "preprocess",
+    "logits_fn",
+    "features_fn",
+    "features",
+)
+"""Recipe params whose string values are import paths (checked against the policy of
+:mod:`xeval.adapters.imports` before anything is imported)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +67,8 @@ class RecipeKind:
     adapters: tuple[str, ...]
     recipe_keys: tuple[str, ...]
     description: str = ""
+    default_module: str | None = None
+    """Module a bare ``model`` name refers to (``Padim`` -> ``anomalib.models:Padim``)."""
 
     @functools.cached_property
     def options(self) -> frozenset[str]:
@@ -47,14 +84,52 @@ class RecipeKind:
             }
         return frozenset(keys)
 
+    @functools.cached_property
+    def _hints(self) -> dict[str, list]:
+        import importlib
+
+        hints: dict[str, list] = {}
+        for path in self.adapters:
+            mod, cls = path.split(":")
+            try:
+                h = typing.get_type_hints(getattr(importlib.import_module(mod), cls).__init__)
+            except Exception:  # noqa: BLE001 - unresolvable annotations: names only
+                continue
+            for k, ann in h.items():
+                hints.setdefault(k, []).append(ann)
+        return hints
+
+    def import_path(self, key: str, value: Any) -> str | None:
+        """The import path ``params[key] = value`` names, or None (not an import)."""
+        if key not in IMPORT_KEYS or not isinstance(value, str):
+            return None
+        if key == "features":
+            from xeval.adapters.sklearn import FEATURES
+
+            if value in FEATURES:
+                return None
+        if key == "model" and self.default_module and ":" not in value and "." not in value:
+            return f"{self.default_module}:{value}"
+        return value
+
     def check(self, params: Mapping, *, where: str) -> None:
-        """Unknown ``params`` are a :class:`ConfigError` listing the valid ones."""
+        """Check ``params`` without importing anything they name: unknown keys (the
+        error lists the valid ones), types, and import paths against the policy."""
         unknown = sorted(set(params) - self.options)
         if unknown:
             raise ConfigError(
                 f"{where}: unknown params {unknown} for detector kind {self.name!r}; "
                 f"accepted: {', '.join(sorted(self.options))}"
             )
+        for key, value in params.items():
+            anns = [RECIPE_KEY_TYPES[key]] if key in RECIPE_KEY_TYPES else self._hints.get(key)
+            if anns and not any(conforms(value, a) for a in anns):
+                raise ConfigError(
+                    f"{where}: param {key!r} must be {describe_type(anns[0])}, got {value!r}"
+                )
+            path = self.import_path(key, value)
+            if path is not None:
+                check_import_path(path, what=f"{where}: param {key!r}")
 
     def build(self, recipe: Mapping):
         from xeval.adapters.wrap import build_from_recipe
@@ -100,6 +175,7 @@ for _kind in (
         ("xeval.adapters.anomalib:AnomalibDetector",),
         _MODEL,
         "an anomalib 2.x model (raw scores and maps)",
+        default_module="anomalib.models",
     ),
 ):
     DETECTORS.register(_kind)

@@ -29,10 +29,11 @@ from xeval.adapters._wrapped import (
     check_input_size,
     check_reduction,
     describe,
-    import_object,
     iter_images,
     to_numpy,
 )
+from xeval.adapters.imports import import_allowed
+from xeval.checks import check_bool
 from xeval.errors import InputError
 
 LEVELS = ("auto", "image", "patch")
@@ -91,7 +92,7 @@ FEATURES: dict[str, Callable[..., np.ndarray]] = {
 def feature_extractor(name: str, **params: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A built-in extractor by name (``color_stats``, ``patch_stats``, ``pixels``) or an
     import path ``"package.module:fn"``; ``params`` are bound as keyword arguments."""
-    fn = FEATURES.get(name) or import_object(name, what="features")
+    fn = FEATURES.get(name) or import_allowed(name, what="features")
     if not callable(fn):
         raise InputError(f"features {name!r} is not callable: {describe(fn)}")
     if not params:
@@ -224,7 +225,7 @@ class SklearnFeaturesDetector(WrappedDetector):
         if higher is None:
             # PyOD: higher = more anomalous; scikit-learn: higher = more normal.
             higher = pyod
-        return method, bool(higher)
+        return method, check_bool(higher, "higher_is_anomalous")
 
     # -- features ---------------------------------------------------------------------
     def _extract(self, x: np.ndarray) -> np.ndarray:

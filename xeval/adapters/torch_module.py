@@ -39,6 +39,7 @@ from xeval.adapters._wrapped import (
     has_field,
     iter_images,
 )
+from xeval.checks import check_bool
 from xeval.errors import InputError
 
 SCORE_FIELDS = ("pred_score", "score", "scores", "anomaly_score", "pred_scores")
@@ -318,9 +319,9 @@ class TorchModuleDetector(TorchWrapped):
         self.map_key = map
         self.output = output
         self.reduction = check_reduction(reduction)
-        self.higher_is_anomalous = bool(higher_is_anomalous)
+        self.higher_is_anomalous = check_bool(higher_is_anomalous, "higher_is_anomalous")
         self.fit_fn = fit_fn
-        self.differentiable = bool(differentiable)
+        self.differentiable = check_bool(differentiable, "differentiable")
         self.fitted_ = fit_fn is None
         if map_fn is not None or map is not None or output in ("map", "reconstruction"):
             self._has_map = True

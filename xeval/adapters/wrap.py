@@ -22,8 +22,10 @@ any other callable                                    :class:`BlackBoxDetector`
 
 :func:`build_from_recipe` builds the same adapters from the declarative recipes in
 ``adapters/*.yaml`` (``{kind, name, params}``), where models are named by import path
-``"package.module:factory"`` and weights come from a checkpoint read with
-``torch.load(..., weights_only=True)`` unless ``trust_checkpoint: true``.
+``"package.module:factory"`` -- only paths the import policy of
+:mod:`xeval.adapters.imports` allows (a recipe is untrusted input) -- and weights come
+from a checkpoint read with ``torch.load(..., weights_only=True)`` unless
+``trust_checkpoint: true`` (a real boolean).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xeval.adapters._wrapped import describe, import_object
+from xeval.adapters._wrapped import describe
 from xeval.adapters.anomalib import AnomalibDetector, is_anomalib_model
 from xeval.adapters.base import Detector
 from xeval.adapters.callable import BlackBoxDetector
+from xeval.adapters.imports import import_allowed
 from xeval.adapters.ood import METHODS, ood_detector
 from xeval.adapters.sklearn import SklearnFeaturesDetector
 from xeval.adapters.torch_module import TorchModuleDetector
@@ -132,19 +135,25 @@ def load_checkpoint(
     import torch
     from torch import nn
 
+    for flag, value in (("trust_checkpoint", trust), ("strict", strict)):
+        if not isinstance(value, bool):
+            raise InputError(f"{who}{flag} must be True or False, got {value!r}")
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"{who}checkpoint {str(p)!r} does not exist")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not trust)
     except Exception as exc:  # noqa: BLE001 - torch raises several unpickling errors
-        if trust:
-            raise InputError(f"{who}cannot load checkpoint {str(p)!r}: {exc}") from exc
+        if not trust and _pickled_objects(exc):
+            raise InputError(
+                f"{who}checkpoint {str(p)!r} cannot be read with torch.load("
+                f"weights_only=True) ({_short_reason(exc)}); it holds pickled Python "
+                "objects. Save a state_dict instead, or, only if you trust the file, set "
+                "trust_checkpoint: true"
+            ) from exc
         raise InputError(
-            f"{who}checkpoint {str(p)!r} cannot be read with torch.load(weights_only=True) "
-            f"({_short_reason(exc)}); it holds pickled Python objects. "
-            "Save a state_dict instead, or, only if you trust the file, set "
-            "trust_checkpoint: true"
+            f"{who}{str(p)!r} is not a valid torch checkpoint (a file written by "
+            f"torch.save): {_short_reason(exc)}"
         ) from exc
     if isinstance(obj, nn.Module):
         return obj
@@ -167,6 +176,13 @@ def load_checkpoint(
     return module
 
 
+def _pickled_objects(exc: Exception) -> bool:
+    """Whether torch refused a well-formed pickle because it names Python objects (as
+    opposed to a damaged or foreign file)."""
+    text = str(exc)
+    return "Unsupported global" in text or "weights_only" in text and "GLOBAL" in text
+
+
 def _short_reason(exc: Exception) -> str:
     """The informative line of torch's long unpickling message, without ANSI codes."""
     import re
@@ -181,15 +197,16 @@ def _optional_callable(params: dict, key: str, who: str) -> None:
     """Replace an import-path string in ``params[key]`` by the object it names."""
     v = params.get(key)
     if isinstance(v, str):
-        obj = import_object(v, what=f"{who}{key}")
+        obj = import_allowed(v, what=f"{who}{key}")
         if not callable(obj):
             raise InputError(f"{who}{key} {v!r} is not callable")
         params[key] = obj
 
 
 def _build_object(path: Any, kwargs: dict | None, what: str) -> Any:
-    """Import ``path``; call it with ``kwargs`` when it is a class or ``kwargs`` given."""
-    obj = import_object(path, what=what)
+    """Import ``path`` (if the policy allows it); call it with ``kwargs`` when it is a
+    class or ``kwargs`` are given."""
+    obj = import_allowed(path, what=what)
     if isinstance(obj, type) or kwargs:
         try:
             obj = obj(**(kwargs or {}))
@@ -204,13 +221,13 @@ def _torch_model(params: dict, who: str, *, default_module: str | None = None) -
     spec = params.pop("model", None)
     kwargs = params.pop("model_kwargs", None) or {}
     ckpt = params.pop("checkpoint", None)
-    trust = bool(params.pop("trust_checkpoint", False))
-    strict = bool(params.pop("strict", True))
+    trust = params.pop("trust_checkpoint", False)
+    strict = params.pop("strict", True)
     model = None
     if spec is not None:
         if default_module and isinstance(spec, str) and ":" not in spec and "." not in spec:
             spec = f"{default_module}:{spec}"
-        model = import_object(spec, what=f"{who}model")
+        model = import_allowed(spec, what=f"{who}model")
         if not isinstance(model, nn.Module):
             if not callable(model):
                 raise InputError(f"{who}model {spec!r} is neither an nn.Module nor a factory")

@@ -17,10 +17,14 @@ __all__ = ["build_manifest", "dataset_fingerprint"]
 _PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "captum", "pandas", "scikit-image")
 
 
-def dataset_fingerprint(splits: dict[str, CategorySplit]) -> str:
-    """sha256 (16 hex digits) over the splits' fingerprints (ids, paths, sizes)."""
-    fp = hashlib.sha256("".join(s.fingerprint() for s in splits.values()).encode())
-    return fp.hexdigest()[:16]
+def dataset_fingerprint(
+    splits: dict[str, CategorySplit], contents: dict[str, str] | None = None
+) -> str:
+    """sha256 (16 hex digits) over the categories' fingerprints: their content
+    fingerprints (every file's bytes) when ``contents`` gives them, else ids, paths and
+    file sizes."""
+    parts = [contents[c] if contents else s.fingerprint() for c, s in splits.items()]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
 def _card(fmt: str) -> dict:
@@ -36,9 +40,13 @@ def build_manifest(
     *,
     timings: dict,
     units: dict,
+    contents: dict[str, str] | None = None,
+    resume: dict[str, str] | None = None,
 ) -> dict:
     """The run's manifest; ``units`` maps ``"category/detector"`` to what each unit
-    resolved (detector config, explainer configs, metrics with options, subsets)."""
+    resolved (detector config, explainer configs, metrics with options, subsets, the key
+    it was saved under); ``contents`` are the categories' content fingerprints and
+    ``resume`` says for each unit whether it was computed, reused or recomputed (why)."""
     versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
     for pkg in _PACKAGES:
         try:
@@ -53,10 +61,14 @@ def build_manifest(
         "config_source": cfg.source,
         "config_hash": cfg.config_hash(),
         "seed": cfg.seed,
-        "dataset_fingerprint": dataset_fingerprint(splits),
+        "dataset_fingerprint": dataset_fingerprint(splits, contents),
+        "dataset_fingerprint_kind": "content (sha256 of every file)"
+        if contents
+        else "paths and sizes",
         "dataset_card": _card(cfg.dataset.name),
         "dataset_categories": {c: s.counts() for c, s in splits.items()},
         "units": units,
+        "resume": resume or {},
         "timings": timings,
         "metric_notes": {
             "pixel metrics": "maps upsampled bilinearly to the mask's native size; no "

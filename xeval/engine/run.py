@@ -25,7 +25,8 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +36,9 @@ from xeval.adapters.base import Detector
 from xeval.data.split import CategorySplit
 from xeval.engine import calibrate, checkpoint, collect, evaluate, fit, gallery, load, probes
 from xeval.engine.manifest import build_manifest
+from xeval.engine.output import OutputLock, claim_output, confined_path, resolve_output
 from xeval.engine.subsets import subsets_for
-from xeval.errors import InputError
+from xeval.errors import InputError, ResumeWarning
 from xeval.explainers.base import Explainer
 from xeval.explainers.pairing import capabilities, check_pairings
 from xeval.metrics.base import Metric, ProbeContext
@@ -71,17 +73,28 @@ def _check_metric_needs(det: Detector, metrics: list[Metric]) -> None:
             )
 
 
+def _file_digest(path) -> str:
+    if path is None:
+        return "-"
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
 def _with_cache(explainers, det, fit_samples, seed: int, cache_dir: Path) -> list[Explainer]:
     """Wrap attribution explainers in an on-disk cache keyed by the detector's config,
-    seed and the exact fitting images (fits are deterministic for a seed)."""
+    seed, xeval's code and the **content** of the fitting images (fits are deterministic
+    for a seed; each cached map is keyed by its own image's pixels too)."""
     from xeval.explainers.cache import CachedExplainer
 
     blob = json.dumps(
         {
             "detector": det.config(),
             "seed": seed,
-            "fit": [(s.id, str(s.image_path)) for s in fit_samples],
+            "fit": [(s.id, _file_digest(s.image_path)) for s in fit_samples],
             "size": list(det.input_size),
+            "code": checkpoint.code_fingerprint(),
         },
         sort_keys=True,
         default=str,
@@ -229,33 +242,86 @@ def _verdict_rules(cfg: RunConfig, per_image: pd.DataFrame) -> dict:
     return rules
 
 
-def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = True) -> RunResult:
-    """Run ``cfg`` and write the report into ``out_dir`` (default ``cfg.output``)."""
+def _unit_config(cfg: RunConfig, dspec, category: str) -> dict:
+    """Everything of ``cfg`` that one (category, detector) unit depends on."""
+    return {
+        "category": category,
+        "dataset": cfg.dataset.to_dict(),
+        "detector": dspec.to_dict(),
+        "explainers": [e.to_dict() for e in cfg.explainers_for(dspec)],
+        "metrics": [m.to_dict() for m in cfg.metrics_for(dspec)],
+        "evaluation": asdict(cfg.evaluation),
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "report": asdict(cfg.report),
+    }
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+    cache_dir: str | Path | None = None,
+) -> RunResult:
+    """Run ``cfg`` and write the report into ``out_dir``.
+
+    ``out_dir`` (the caller's choice) is used as given; without it the configuration's
+    ``output`` is used, which must stay under the current folder (see
+    :mod:`xeval.engine.output`). Likewise ``cache_dir`` overrides the configuration's
+    ``cache``. The folder is locked for the duration of the run; saved units of an
+    earlier run are reused only when nothing they depend on changed (``resume=False``
+    recomputes all of them).
+    """
+    if not isinstance(resume, bool):
+        raise InputError(f"resume must be True or False, got {resume!r}")
+    out = claim_output(resolve_output(cfg, out_dir))
+    with OutputLock(out):
+        return _run(cfg, out, resume=resume, cache_dir=cache_dir)
+
+
+def _cache_dir(cfg: RunConfig, out: Path, given) -> Path | None:
+    if given is not None:
+        return Path(given)
+    if not cfg.cache:
+        return None
+    if cfg.cache is True:
+        return safe_join(out, ".cache", "explanations")
+    return confined_path(cfg.cache, key="cache", where=cfg.source or "config")
+
+
+def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir) -> RunResult:
     from xeval.adapters.registry import build_detector
     from xeval.engine.verdicts import rank_table, verdicts
     from xeval.explainers.registry import build_explainer
     from xeval.reports import ReportData, write_report
 
     t_start = time.perf_counter()
-    out = Path(out_dir or cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
     part_dir = safe_join(out, ".partial", cfg.config_hash())
     part_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = None
-    if cfg.cache:
-        cache_dir = (
-            safe_join(out, ".cache", "explanations") if cfg.cache is True else Path(cfg.cache)
-        )
+    cache_dir = _cache_dir(cfg, out, cache_dir)
     timings: dict = {}
     t = time.perf_counter()
     splits = load.load_dataset(cfg)
     timings["dataset_s"] = time.perf_counter() - t
-    rows, curves, per_image, items, resolved = [], [], [], [], {}
+    t = time.perf_counter()
+    contents = {cat: split.fingerprint(content=True) for cat, split in splits.items()}
+    timings["fingerprint_s"] = time.perf_counter() - t
+    rows, curves, per_image, items, resolved, resumed = [], [], [], [], {}, {}
     for cat, split in splits.items():
         for dspec in cfg.detectors:
             path = checkpoint.unit_path(part_dir, cat, dspec.name)
-            unit = checkpoint.load_unit(path) if resume else None
+            key = checkpoint.unit_key(
+                dataset_content=contents[cat], unit_config=_unit_config(cfg, dspec, cat)
+            )
+            unit, why = checkpoint.load_unit(path, key=key) if resume else (None, "")
             if unit is None:
+                if why.startswith(("damaged", "stale")):
+                    warnings.warn(
+                        f"unit {cat}/{dspec.name} of an earlier run is recomputed ({why})",
+                        ResumeWarning,
+                        stacklevel=2,
+                    )
                 recipe = dspec.recipe()
                 recipe["params"].setdefault("seed", cfg.seed)
                 det = build_detector(recipe)
@@ -272,9 +338,13 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
                 unit = evaluate_unit(
                     det, explainers, split, cfg, metrics=metrics, cache_dir=cache_dir
                 )
-                checkpoint.save_unit(path, unit)
+                checkpoint.save_unit(path, unit, key=key)
+                resumed[f"{cat}/{dspec.name}"] = (
+                    "computed" if why in ("", "not saved") else f"recomputed ({why})"
+                )
             else:
                 print(f"[xeval] {cat}: {dspec.name} (resumed from {path.parent})", file=sys.stderr)
+                resumed[f"{cat}/{dspec.name}"] = "reused (key matched)"
             rows += unit["rows"]
             curves += unit["curves"]
             per_image += unit["per_image"]
@@ -283,6 +353,7 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
             resolved[f"{cat}/{dspec.name}"] = {
                 **unit.get("configs", {}),
                 "subsets": unit.get("subsets", {}),
+                "key": key,
             }
     rows += collect.mean_rows(rows)
     results = results_frame(rows)
@@ -291,7 +362,9 @@ def run(cfg: RunConfig, *, out_dir: str | Path | None = None, resume: bool = Tru
     )
     per_image_df = pd.DataFrame(per_image)
     timings["total_s"] = time.perf_counter() - t_start
-    manifest = build_manifest(cfg, splits, timings=timings, units=resolved)
+    manifest = build_manifest(
+        cfg, splits, timings=timings, units=resolved, contents=contents, resume=resumed
+    )
     verdict_df = verdicts(
         per_image_df,
         metrics=_verdict_rules(cfg, per_image_df),

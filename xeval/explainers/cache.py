@@ -24,6 +24,7 @@ import numpy as np
 
 from xeval._io import atomic_write_bytes
 from xeval.adapters.base import Detector
+from xeval.checks import check_bool
 from xeval.errors import InputError
 from xeval.explainers.base import Explainer
 from xeval.record import Inputs
@@ -96,7 +97,7 @@ class CachedExplainer(Explainer):
         self.explainer = explainer
         self.cache_dir = Path(cache_dir)
         self.detector_key = detector_key
-        self.hash_images = bool(hash_images)
+        self.hash_images = check_bool(hash_images, "hash_images")
         self.name = explainer.name
         self.requires = explainer.requires
         self.control = explainer.control

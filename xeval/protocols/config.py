@@ -106,6 +106,9 @@ _TOP_KEYS = {
     "report",
     "cache",
 }
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "1", "0"}
+"""Strings that read as booleans: refused where a path is expected (a quoted "false"
+would otherwise be a folder named false)."""
 _DETECTOR_KEYS = {"kind", "name", "params", "description", "explainers", "metrics", "recipe"}
 
 
@@ -418,8 +421,11 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
     _expect(isinstance(output, str) and output, f"{where}: output must be a folder path")
     cache = raw.get("cache")
     _expect(
-        cache is None or isinstance(cache, bool | str),
-        f"{where}: cache must be true/false or a folder path, got {cache!r}",
+        cache is None
+        or isinstance(cache, bool)
+        or isinstance(cache, str) and cache.strip().lower() not in _BOOL_WORDS,
+        f"{where}: cache must be true/false (a boolean, unquoted) or a folder path, "
+        f"got {cache!r}",
     )
     dataset = _parse_dataset(raw["dataset"], where)
 

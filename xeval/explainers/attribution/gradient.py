@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from xeval.adapters.base import Detector
+from xeval.checks import check_bool
 from xeval.errors import InputError
 from xeval.explainers.attribution.base import (
     AttributionExplainer,
@@ -432,8 +433,10 @@ class GradCam(AttributionExplainer):
             reduce=reduce, internal_batch_size=internal_batch_size, seed=seed, device=device
         )
         self.layer = None if layer is None else str(layer)
-        self.relu = bool(relu)
-        self.attribute_to_layer_input = bool(attribute_to_layer_input)
+        self.relu = check_bool(relu, "relu")
+        self.attribute_to_layer_input = check_bool(
+            attribute_to_layer_input, "attribute_to_layer_input"
+        )
 
     def _params(self) -> dict:
         return {
