@@ -1,4 +1,5 @@
-"""Shared fixtures: where the reference fixtures live, a tiny MVTec tree."""
+"""Shared fixtures: where the reference fixtures live, a tiny MVTec tree; the run header
+says whether the optional cross-check packages are required (see `_crosscheck.py`)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,11 @@ def reference_dir() -> Path:
     if not (d / "expected.json").exists():
         pytest.skip("shared/reference fixtures not found beside the checkout")
     return d
+
+
+def pytest_report_header(config) -> str:
+    from _crosscheck import required
+
+    if required():
+        return "cross-checks: required (XEVAL_REQUIRE_CROSSCHECKS): a missing package fails"
+    return "cross-checks: optional (a missing Quantus/PyOD/anomalib skips; CI requires them)"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from sklearn.covariance import EllipticEnvelope
@@ -161,8 +159,10 @@ def test_pyod_convention_detected_by_module_name():
     assert det.score(outliers).min() > det.score(test_normal).max()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyod") is None, reason="pyod not installed")
 def test_real_pyod_estimators():
+    from _crosscheck import require
+
+    require("pyod")
     from pyod.models.iforest import IForest
     from pyod.models.knn import KNN
 

@@ -11,9 +11,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _crosscheck import require
 from torch import nn
 
-quantus = pytest.importorskip("quantus")
+quantus = require("quantus")
 
 from xeval.adapters.base import Detector  # noqa: E402
 from xeval.errors import InputError  # noqa: E402

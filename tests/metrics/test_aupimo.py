@@ -447,12 +447,13 @@ def test_matches_anomalib_fixture():
 
 
 @pytest.mark.slow
+@pytest.mark.anomalib
 def test_matches_anomalib_live():
-    try:
-        import torch
-        from anomalib.metrics.pimo.functional import aupimo_scores
-    except Exception as e:  # noqa: BLE001 - any import failure means: not available
-        pytest.skip(f"anomalib is not importable in this interpreter ({e!r})")
+    from _crosscheck import require
+
+    aupimo_scores = require("anomalib.metrics.pimo.functional").aupimo_scores
+    import torch
+
     d, masks, maps = _fixture()
     fpr_bounds = tuple(float(b) for b in d["fpr_bounds"])
     _, _, _, classes, ref, _ = aupimo_scores(

@@ -151,7 +151,9 @@ def test_state_matches_functions():
 
 # ------------------------------------------------------------------ Quantus check
 def _quantus(cls, maps):
-    quantus = pytest.importorskip("quantus")
+    from _crosscheck import require
+
+    quantus = require("quantus")
     n = len(maps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

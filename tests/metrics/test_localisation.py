@@ -432,7 +432,9 @@ def test_option_errors():
 # ------------------------------------------------------------------ Quantus check
 @pytest.fixture(scope="module")
 def quantus():
-    return pytest.importorskip("quantus")
+    from _crosscheck import require
+
+    return require("quantus")
 
 
 def _quantus(quantus, cls, masks, maps, **kw):
