@@ -30,6 +30,15 @@ def required() -> bool:
     return os.environ.get("XEVAL_REQUIRE_CROSSCHECKS", "").strip() not in ("", "0")
 
 
+def optional(module: str) -> ModuleType | None:
+    """``module`` if it imports, else None: for a module-level name, with :func:`require`
+    called at test time (an autouse fixture) so that deselected tests do not fail."""
+    try:
+        return importlib.import_module(module)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` (e.g. ``"quantus"`` or ``"anomalib.metrics.pimo.functional"``);
     skip the calling test (or module, at module level) when it cannot be imported, or fail
