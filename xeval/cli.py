@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ def _demo(a) -> int:
 def _run(a) -> int:
     from xeval.protocols import load_config
 
+    _check_config_argument(a.config)
     cfg = load_config(a.config)
     if a.check:
         _check_summary(cfg)
@@ -31,6 +34,46 @@ def _run(a) -> int:
     res = run(cfg, out_dir=a.out or cfg.output, resume=not a.no_resume)
     _summary(res)
     return 0
+
+
+def _check_config_argument(value: str) -> None:
+    """Check ``xeval run CONFIG`` before it is read: a folder, an unreadable or non-text
+    file, or a path that does not exist (it has a ``/`` or ends in ``.yaml``/``.yml``)
+    is a :class:`~xeval.errors.ConfigError` naming it; a bare name is left to
+    :func:`~xeval.protocols.load_config`, which lists the known protocols."""
+    from xeval._io import os_reason
+    from xeval.errors import ConfigError
+
+    p = Path(value)
+    if value and p.is_dir():
+        raise ConfigError(
+            f"config {value!r} is a folder (expected a YAML file, or the name of a protocol "
+            "such as 'demo' or 'full_audit')"
+        )
+    if p.is_file():
+        try:
+            p.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {value}: {os_reason(exc)}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {value} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "expected a YAML file"
+            ) from exc
+        return
+    if value and p.exists():
+        raise ConfigError(f"config {value!r} is not a regular file (expected a YAML file)")
+    seps = {"/", os.sep, os.altsep} - {None}
+    if any(c in value for c in seps) or p.suffix.lower() in (".yaml", ".yml"):
+        hint = ""
+        try:
+            from xeval.assets import asset_dir
+
+            if (asset_dir("protocols") / f"{p.stem}.yaml").is_file():
+                hint = f" (to run the built-in protocol, write its name: xeval run {p.stem})"
+        except XevalError:  # pragma: no cover - assets always ship with xeval
+            pass
+        raise ConfigError(f"config file not found: {value}{hint}")
 
 
 def _check_summary(cfg) -> None:
@@ -60,9 +103,28 @@ def _summary(res) -> None:
     print(f"\nreport: {res.out_dir / 'index.html'}  (total {total:.0f} s)")
 
 
+def _check_output_file(path: Path, *, option: str) -> None:
+    """Fail before any work when ``path`` can obviously not be written as a file (it is a
+    folder, or one of its parents is a file); other faults surface when it is written."""
+    from xeval.errors import OutputError
+
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder (expected a file path)", path=path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"{option} {path} cannot be written: {parent} is a file, not a folder",
+                    path=path,
+                )
+            break
+
+
 def _score(a) -> int:
     from xeval.engine.score import score_folder
 
+    if a.json is not None:
+        _check_output_file(a.json, option="--json")
     df = score_folder(
         a.maps,
         a.gt,
@@ -70,6 +132,7 @@ def _score(a) -> int:
         fpr_limits=tuple(a.fpr_limit),
         mode=a.mode,
         threshold=a.threshold,
+        allow_missing=a.allow_missing,
     )
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if a.json:
@@ -81,6 +144,44 @@ def _score(a) -> int:
         }
         atomic_write_json(a.json, records)
     return 0
+
+
+def _finite_float(text: str) -> float:
+    """argparse ``type=``: a finite float (NaN and infinities are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (expected e.g. 0.5)")
+    return value
+
+
+def _fpr_limit(text: str) -> float:
+    """argparse ``type=``: a false positive rate limit in (0, 1]."""
+    value = _finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range (expected a false positive rate in (0, 1], e.g. 0.3)"
+        )
+    return value
+
+
+class _Distinct(argparse.Action):
+    """Store a list option whose values must be distinct as they appear in the results
+    (numbers formatted with ``%g``: ``--fpr-limit 0.3 0.30`` would give two ``aupro@0.3``
+    columns)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen: set[str] = set()
+        for v in values:
+            shown = f"{v:g}" if isinstance(v, float) else str(v)
+            if shown in seen:
+                raise argparse.ArgumentError(
+                    self, f"{shown!r} is given twice (expected distinct values)"
+                )
+            seen.add(shown)
+        setattr(namespace, self.dest, list(values))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,11 +216,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--gt", type=Path, required=True, help="dataset root in MVTec AD layout")
     s.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
-    s.add_argument("--categories", nargs="*", default=None)
-    s.add_argument("--fpr-limit", type=float, nargs="+", default=[0.3])
+    s.add_argument(
+        "--categories",
+        nargs="+",
+        action=_Distinct,
+        default=None,
+        help="score only these categories (default: every category of --gt)",
+    )
+    s.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="show a category without maps as missing (NaN, with a warning) instead of failing",
+    )
+    s.add_argument(
+        "--fpr-limit",
+        type=_fpr_limit,
+        nargs="+",
+        action=_Distinct,
+        default=[0.3],
+        help="AUPRO false positive rate limits, each in (0, 1] (default 0.3)",
+    )
     s.add_argument("--mode", choices=("exact", "binned"), default="exact")
     s.add_argument(
-        "--threshold", type=float, default=None, help="also compute PRO/IoU/Dice at this threshold"
+        "--threshold",
+        type=_finite_float,
+        default=None,
+        help="also compute PRO/IoU/Dice at this threshold (any finite number)",
     )
     s.set_defaults(fn=_score)
     return p
@@ -129,9 +251,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"xeval: warning: {message}", file=sys.stderr)
 
 
+def _is_xeval_warning(category) -> bool:
+    """Warnings of xeval (declared in :mod:`xeval.errors`) are shown as one clean line."""
+    return category.__module__ == "xeval.errors"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``xeval`` command. Errors of the input (``XevalError``) and of the operating
+    system (``OSError``: a path that cannot be read or written, a full disk) are one line
+    ``xeval: error: ...`` on stderr and exit code 2; anything else is a bug and keeps its
+    traceback."""
     import warnings
 
+    from xeval._io import describe_os_error
     from xeval.errors import XevalDeprecationWarning
 
     args = build_parser().parse_args(argv)
@@ -139,13 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always", XevalDeprecationWarning)
         shown = warnings.showwarning
         warnings.showwarning = lambda m, c, *a, **k: (
-            _show_warning(m, c, *a, **k) if issubclass(c, XevalDeprecationWarning)
+            _show_warning(m, c, *a, **k) if _is_xeval_warning(c)
             else shown(m, c, *a, **k)
         )  # fmt: skip
         try:
             return args.fn(args)
         except XevalError as e:
             print(f"xeval: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"xeval: error: {describe_os_error(e)}", file=sys.stderr)
             return 2
         finally:
             warnings.showwarning = shown
