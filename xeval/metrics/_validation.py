@@ -5,6 +5,7 @@ Errors name the argument, the offending value and what was expected.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -63,9 +64,27 @@ def check_mask(m: np.ndarray, name: str) -> np.ndarray:
     return m != 0
 
 
+#: Largest magnitude up to which every integer is a float64 (integers beyond it would
+#: merge into ties when a map is converted to float).
+FLOAT64_EXACT_INT = 2**53
+
+
 def check_map(a: np.ndarray, name: str) -> np.ndarray:
-    """Return ``a`` as a float array (float32/float64 kept); raise on NaN or inf."""
+    """Return ``a`` as a float array (float32/float64 kept); raise on NaN or inf.
+
+    Integer and boolean maps are converted exactly: to float32 up to 16-bit integers,
+    to float64 above. An integer map holding values beyond ``±2**53`` (where float64
+    cannot hold every integer, so distinct values would become ties) is refused."""
     if a.dtype == np.float16 or a.dtype == bool or np.issubdtype(a.dtype, np.integer):
+        if a.dtype.itemsize >= 8 and a.size:
+            lo, hi = int(a.min()), int(a.max())
+            big = hi if abs(hi) >= abs(lo) else lo
+            if abs(big) > FLOAT64_EXACT_INT:
+                raise InputError(
+                    f"{name} holds integers beyond ±2**53 (e.g. {big}), which float64 cannot "
+                    "represent exactly: distinct values would become ties; rescale the map "
+                    "or pass its ranks (scipy.stats.rankdata) instead"
+                )
         a = a.astype(np.float32 if a.dtype.itemsize <= 2 else np.float64)
     elif not np.issubdtype(a.dtype, np.floating):
         raise InputError(f"{name} must be a real-valued array, got dtype {a.dtype}")
@@ -77,6 +96,149 @@ def check_map(a: np.ndarray, name: str) -> np.ndarray:
             f"{a[tuple(bad)]}); anomaly maps must be finite"
         )
     return a
+
+
+def check_float32_safe(a: np.ndarray, name: str, ids=None) -> None:
+    """Raise when converting maps ``a`` ``(B, h, w)`` to float32 (the engine's working
+    dtype for maps) would overflow or merge distinct values into ties; conversions that
+    only round (every value distinct, the order intact) pass. ``name`` says whose maps
+    they are, ``ids`` (one per map) which sample the message names."""
+    a = np.asarray(a)
+    if a.dtype in (np.float32, np.float16, bool) or (
+        np.issubdtype(a.dtype, np.integer) and a.dtype.itemsize <= 2
+    ):
+        return
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        return  # not a real map: the explainer's own checks say so
+    with np.errstate(over="ignore"):
+        a32 = a.astype(np.float32)
+    if np.array_equal(a32, a):
+        return
+
+    def sample(hit: np.ndarray) -> str:
+        if a.ndim < 3 or ids is None:
+            return ""
+        i = int(np.flatnonzero(hit.reshape(len(a), -1).any(axis=1))[0])
+        return f" (sample {ids[i]!r})"
+
+    over = ~np.isfinite(a32) & np.isfinite(a)
+    if over.any():
+        at = tuple(int(i) for i in np.argwhere(over)[0])
+        raise InputError(
+            f"{name}{sample(over)} hold values beyond float32's range, the working dtype of "
+            f"maps (e.g. {float(a[at])!r}): rescale them (or return float32 maps)"
+        )
+    u = np.unique(a)
+    u32 = u.astype(np.float32)
+    same = np.flatnonzero(u32[1:] == u32[:-1])
+    if same.size:
+        x, y = float(u[same[0]]), float(u[same[0] + 1])
+        raise InputError(
+            f"{name}{sample((a == x) | (a == y))} are {a.dtype} maps whose distinct values "
+            f"collapse into ties in float32, the working dtype of maps (e.g. {x!r} and "
+            f"{y!r} both become {float(u32[same[0]])!r}): rescale them (e.g. subtract their "
+            "minimum) or return float32 maps, so that ties are your choice"
+        )
+
+
+def pow2_scale(m, *, limit: int = 300) -> np.ndarray:
+    """A power of two ``s`` per magnitude ``m`` (array or scalar) that brings ``m`` near 1
+    (into ``[0.5, 1)``, or as close as a float64 power of two allows for subnormals) when
+    ``m`` is outside ``[2**-limit, 2**limit]`` (sums and squares of such values would
+    overflow or underflow in float64), else 1. Multiplying by ``s`` is exact and
+    commutes with rounding, so scale-invariant quantities computed on scaled values are
+    those of the exact computation."""
+    m = np.asarray(m, dtype=np.float64)
+    e = np.frexp(m)[1]
+    extreme = (m > 2.0**limit) | ((m > 0) & (m < 2.0**-limit))
+    return np.where(extreme, np.ldexp(1.0, np.clip(-e, -1074, 1023)), 1.0)
+
+
+def exact_mean(values) -> float:
+    """The correctly rounded mean of finite ``values`` (:func:`math.fsum`, so independent
+    of their order), without intermediate overflow for magnitudes near the float limits."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return math.nan
+    s = float(pow2_scale(np.abs(v).max()))
+    return math.fsum((v * s).tolist()) / v.size / s
+
+
+def _threshold_in(dtype, t: float):
+    """``t`` rounded to ``dtype`` (float32 maps compare with a float32 threshold)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(t, dtype=dtype)[()]
+
+
+def at_least(a: np.ndarray, t: float) -> np.ndarray:
+    """``a >= t`` compared exactly. (numpy compares a float32 array with a Python float
+    in float32, which rounds ``t``: ``float32(1.0) >= 1.00000001`` would be True.)"""
+    t = float(t)
+    if a.dtype == np.float64 or not np.issubdtype(a.dtype, np.floating):
+        return a >= t
+    tt = _threshold_in(a.dtype, t)
+    return a > tt if float(tt) < t else a >= tt
+
+
+def above(a: np.ndarray, t: float) -> np.ndarray:
+    """``a > t`` compared exactly (see :func:`at_least`)."""
+    t = float(t)
+    if a.dtype == np.float64 or not np.issubdtype(a.dtype, np.floating):
+        return a > t
+    tt = _threshold_in(a.dtype, t)
+    return a >= tt if float(tt) > t else a > tt
+
+
+def check_ids(ids, n: int, where: str) -> list:
+    """``ids`` as a list of ``n`` entries (``None``: ``n`` anonymous entries); raise when
+    the count differs or an id repeats."""
+    if ids is None:
+        return [None] * n
+    ids = list(ids)
+    if len(ids) != n:
+        raise InputError(
+            f"{where}: ids has {len(ids)} entries for {n} images (expected one id per image, "
+            "in the order of the values)"
+        )
+    return extend_ids([], ids, where)
+
+
+def _repeated(seen, new: list):
+    for i in new:
+        if i is None:
+            continue
+        if i in seen:
+            return i
+        seen.add(i)
+    return None
+
+
+def extend_ids(state_ids: list, new, where: str) -> list:
+    """Append ``new`` to ``state_ids`` (in place, returned); raise when an id (other than
+    None) repeats within ``new`` or is already in the state: an image counted twice
+    would weigh double in the metric."""
+    new = list(new)
+    seen = {i for i in state_ids if i is not None}
+    dup = _repeated(seen, new)
+    if dup is not None:
+        raise InputError(
+            f"{where}: sample id {dup!r} is given twice (each image must be added to a "
+            "metric state once)"
+        )
+    state_ids.extend(new)
+    return state_ids
+
+
+def merged_ids(a: list, b: list, where: str) -> list:
+    """``a + b``; raise when the two states share an id (merge states of disjoint shards)."""
+    common = {i for i in a if i is not None} & {i for i in b if i is not None}
+    if common:
+        dup = sorted(common, key=repr)[0]
+        raise InputError(
+            f"{where}: both states hold sample id {dup!r} ({len(common)} shared id(s)): "
+            "merge the states of disjoint sets of images"
+        )
+    return list(a) + list(b)
 
 
 def paired(masks, maps, *, masks_name: str = "masks", maps_name: str = "maps"):
@@ -125,5 +287,5 @@ def check_labels_scores(labels, scores):
         raise InputError(
             f"labels must be 0 (normal) or 1 (anomalous), found {np.unique(y[bad])[:5]}"
         )
-    s = check_map(s.astype(np.float64, copy=False), "scores")
+    s = check_map(s, "scores").astype(np.float64, copy=False)
     return y.astype(bool), s

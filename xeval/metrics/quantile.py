@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from xeval.errors import InputError
+from xeval.metrics._validation import pow2_scale
 
 __all__ = ["StreamingQuantile"]
 
@@ -95,4 +96,9 @@ class StreamingQuantile:
         if pair.size == 1 or frac == 0:
             return float(np.quantile(pair[:1], 0.0))
         # the same interpolation numpy performs on the full array (gamma = frac)
-        return float(np.quantile(pair, frac))
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = float(np.quantile(pair, frac))
+        if not np.isfinite(t):  # overflow between huge scores: rescale exactly first
+            s = float(pow2_scale(np.abs(pair).max()))
+            t = float(np.quantile(pair * s, frac)) / s
+        return t

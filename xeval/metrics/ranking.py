@@ -88,10 +88,17 @@ def summarize_sorted(
 
 
 def auroc(s: RankSummary) -> float:
-    """Area under the ROC curve, ties counted 1/2 (= Mann-Whitney U / (P N))."""
+    """Area under the ROC curve, ties counted 1/2 (= Mann-Whitney U / (P N)), from the
+    exact integer ``2 U`` (in Python integers when it could exceed int64)."""
     below = s.n_neg - s.neg_ge  # negatives strictly below each positive score
     ties = s.neg_ge - s.neg_gt
-    twice_u = int(np.dot(s.m, 2 * below + ties)) if s.m.size else 0
+    if not s.m.size:
+        twice_u = 0
+    elif 2 * s.n_pos * s.n_neg < 2**62:
+        twice_u = int(np.dot(s.m, 2 * below + ties))
+    else:  # 2 U may not fit in int64: sum exactly
+        terms = zip(s.m.tolist(), below.tolist(), ties.tolist(), strict=True)
+        twice_u = sum(a * (2 * b + c) for a, b, c in terms)
     return twice_u / (2.0 * s.n_pos * s.n_neg)
 
 
@@ -149,6 +156,12 @@ def area_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
         y1[cut] = y0[cut] + (y1[cut] - y0[cut]) * (limit - x0[cut]) / width
         x1[cut] = limit
     return float(np.sum(0.5 * (y0 + y1) * (x1 - x0)) / limit)
+
+
+def vacuous_bound(value: float, bound: float, lo: float = 0.0, hi: float = 1.0) -> bool:
+    """Whether ``value ± bound`` covers the whole range ``[lo, hi]`` of a metric: the
+    binned estimate then says nothing about the exact value."""
+    return value - bound <= lo and value + bound >= hi
 
 
 def best_iou(s: RankSummary) -> tuple[float, float]:
