@@ -108,7 +108,11 @@ def test_binned_handles_signed_zero_and_range_growth():
     r = metric.compute(st_)
     exact = _compute(PixelRanking(), masks, maps)
     for k in ("pixel_auroc", "pixel_aupr", "aupro@0.3"):
-        assert abs(r[k] - exact[k]) <= r[f"error_bound/{k}"] + 1e-12
+        bound = r[f"error_bound/{k}"]
+        if np.isnan(r[k]):  # a bound covering [0, 1] says nothing: NaN, not a number
+            assert bound >= 0.5
+            continue
+        assert abs(r[k] - exact[k]) <= bound + 1e-12
     assert st_.n_all.sum() == maps.size
 
 

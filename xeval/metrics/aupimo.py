@@ -50,8 +50,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xeval.errors import InputError
-from xeval.metrics._validation import paired, undefined
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import (
+    check_ids,
+    exact_mean,
+    extend_ids,
+    merged_ids,
+    paired,
+    undefined,
+)
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.registry import METRICS
 
 __all__ = [
@@ -105,13 +112,18 @@ class AUPIMOState:
         else:
             self.positives.append(None)
             self.normal.append(np.array(amap, copy=True).reshape(-1))
-        self.ids.append(len(self.ids) if image_id is None else image_id)
+        self.ids.append(image_id)  # None: an anonymous image (functional use)
 
     def update(self, masks, maps, ids=None) -> AUPIMOState:
-        """Add the images of ``masks``/``maps`` (as for :func:`aupimo_per_image`)."""
+        """Add the images of ``masks``/``maps`` (as for :func:`aupimo_per_image`); ``ids``
+        (one per image) may not repeat an id already in the state."""
         k = 0
-        ids = list(ids) if ids is not None else None
-        for m, a in paired(masks, maps):
+        pairs = paired(masks, maps)
+        if ids is not None:
+            n = sum(1 if m.ndim == 2 else m.shape[0] for m, _ in pairs)
+            ids = check_ids(ids, n, "AUPIMOState.update")
+            extend_ids(list(self.ids), ids, "AUPIMOState.update")
+        for m, a in pairs:
             ms, ams = (m, a) if m.ndim == 3 else (m[None], a[None])
             for mi, ai in zip(ms, ams, strict=True):
                 if ids is not None:
@@ -128,7 +140,7 @@ class AUPIMOState:
 
     def merge(self, other: AUPIMOState) -> AUPIMOState:
         return AUPIMOState(
-            ids=self.ids + other.ids,
+            ids=merged_ids(self.ids, other.ids, "merging AUPIMO states"),
             normal=self.normal + other.normal,
             positives=self.positives + other.positives,
         )
@@ -247,7 +259,7 @@ def _compute(state: AUPIMOState, fpr_bounds, label: str) -> tuple[np.ndarray, st
 
 def _mean_defined(per: np.ndarray) -> tuple[float, int]:
     ok = per[~np.isnan(per)]
-    return (math.fsum(ok.tolist()) / ok.size if ok.size else math.nan), int(ok.size)
+    return exact_mean(ok), int(ok.size)
 
 
 # --------------------------------------------------------------------- functional
@@ -308,6 +320,7 @@ class AUPIMO(Metric):
         masks = record.targets.masks
         if masks is None:
             raise InputError(f"metric {self.label!r} needs masks; the record has none")
+        check_aligned(record, explanation, self.label)
         return state.update(masks, explanation.native, ids=record.ids)
 
     def merge(self, a: AUPIMOState, b: AUPIMOState) -> AUPIMOState:

@@ -59,9 +59,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from xeval.errors import InputError
+from xeval.metrics._validation import (
+    check_ids,
+    exact_mean,
+    extend_ids,
+    merged_ids,
+    undefined,
+)
 
 __all__ = [
     "FAMILIES",
+    "check_aligned",
     "Explanation",
     "Metric",
     "MetricValue",
@@ -202,6 +210,28 @@ class MetricValue:
     note: str = ""
     curves: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
     excluded: dict = field(default_factory=dict)
+
+
+def check_aligned(record, explanation: Explanation, metric: str) -> None:
+    """Raise unless ``explanation`` holds one map, native map and score per sample of
+    ``record``, in the record's order, and the record's ids are distinct."""
+    n = len(record)
+    check_ids(record.ids, n, f"metric {metric!r}")
+    sizes = {
+        "maps": len(explanation.maps),
+        "native maps": len(explanation.native),
+        "scores": int(np.size(explanation.scores)) if explanation.scores is not None else n,
+    }
+    if explanation.nonfinite is not None and np.size(explanation.nonfinite):
+        sizes["non-finite flags"] = int(np.size(explanation.nonfinite))
+    bad = {k: v for k, v in sizes.items() if v != n}
+    if bad:
+        got = ", ".join(f"{v} {k}" for k, v in bad.items())
+        shown = list(record.ids[:5]) + (["..."] if n > 5 else [])
+        raise InputError(
+            f"metric {metric!r}: the explanation holds {got} for the {n} images of the "
+            f"record (ids {shown}); expected one per image, in the record's order"
+        )
 
 
 def canonical_params(params: Mapping) -> str:
@@ -406,7 +436,9 @@ class PerImageState:
 
     def merge(self, other: PerImageState) -> PerImageState:
         return PerImageState(
-            self.ids + other.ids, self.values + other.values, self.reasons + other.reasons
+            merged_ids(self.ids, other.ids, "merging per-image states"),
+            self.values + other.values,
+            self.reasons + other.reasons,
         )
 
 
@@ -428,6 +460,8 @@ class PerImageMetric(Metric):
         reasons)`` with, per image, why it has no value (None where it has one)."""
 
     def update(self, state: PerImageState, record, explanation: Explanation) -> PerImageState:
+        check_aligned(record, explanation, self.label)
+        extend_ids(list(state.ids), record.ids, f"metric {self.label!r}")  # before any work
         out = self.values(record, explanation)
         reasons = None
         if isinstance(out, tuple):
@@ -437,7 +471,7 @@ class PerImageMetric(Metric):
             raise InputError(
                 f"metric {self.name!r}: values() returned shape {v.shape} for {len(record)} images"
             )
-        state.ids.extend(record.ids)
+        extend_ids(state.ids, record.ids, f"metric {self.label!r}")
         state.values.extend(v.tolist())
         state.reasons.extend(list(reasons) if reasons is not None else [None] * len(v))
         return state
@@ -448,10 +482,8 @@ class PerImageMetric(Metric):
     def compute(self, state: PerImageState) -> MetricValue:
         per = np.asarray(state.values, dtype=float)
         ok = per[~np.isnan(per)]
-        value = math.fsum(ok.tolist()) / ok.size if ok.size else math.nan
+        value = exact_mean(ok)
         if not ok.size:
-            from xeval.metrics._validation import undefined
-
             undefined(self.label, "no image where it is defined")
         excluded = {
             i: r

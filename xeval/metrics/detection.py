@@ -10,6 +10,10 @@
   whose true-positive rate is at least 0.95.
 
 Undefined with one class only: NaN and an :class:`~xeval.errors.UndefinedMetricWarning`.
+Scores are used as float64 (exactly as scikit-learn does, so scores near the float
+limits keep their order); integer scores beyond ``±2**53`` are refused. A state with
+ids refuses an image added twice (in an update or across a merge) and ids that do not
+match the labels and scores one to one.
 """
 
 from __future__ import annotations
@@ -21,8 +25,14 @@ from typing import ClassVar
 import numpy as np
 from sklearn import metrics as skm
 
-from xeval.metrics._validation import check_labels_scores, undefined
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import (
+    check_ids,
+    check_labels_scores,
+    extend_ids,
+    merged_ids,
+    undefined,
+)
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.registry import METRICS
 
 
@@ -79,9 +89,9 @@ class ImageScoreState:
     note: str = ""
 
     def merge(self, o: ImageScoreState) -> ImageScoreState:
-        return ImageScoreState(
-            self.ids + o.ids, self.labels + o.labels, self.scores + o.scores, self.note or o.note
-        )
+        ids = merged_ids(self.ids, o.ids, "merging image-score states")
+        labels, scores = self.labels + o.labels, self.scores + o.scores
+        return ImageScoreState(ids, labels, scores, self.note or o.note)
 
 
 class ImageMetrics:
@@ -93,10 +103,13 @@ class ImageMetrics:
         return ImageScoreState()
 
     def update(self, state: ImageScoreState, labels, scores, ids=None) -> ImageScoreState:
+        """Add images' labels and scores; ``ids`` (optional, one per image in the same
+        order) may not repeat an id already in ``state``."""
         y, s = check_labels_scores(np.atleast_1d(labels), np.atleast_1d(scores))
+        ids = check_ids(ids, len(y), "ImageMetrics.update")
+        extend_ids(state.ids, ids, "ImageMetrics.update")
         state.labels.extend(y.astype(int).tolist())
         state.scores.extend(s.tolist())
-        state.ids.extend(list(ids) if ids is not None else [None] * len(y))
         return state
 
     @staticmethod
@@ -131,6 +144,7 @@ class _ImageScoreMetric(Metric):
         return ImageScoreState()
 
     def update(self, state: ImageScoreState, record, explanation) -> ImageScoreState:
+        check_aligned(record, explanation, self.label)
         ImageMetrics().update(state, record.targets.labels, explanation.scores, ids=record.ids)
         state.note = state.note or explanation.score_note
         return state

@@ -24,7 +24,22 @@ once at :meth:`compute`; identical to the reference definitions.
 are binned on their float32 bit pattern (bins of relative width ``2**-bits`` over the
 ``octaves`` octaves below the largest magnitude seen); every bin acts as one tied score
 and :meth:`compute` reports a guaranteed bound on the error of each metric against the
-exact value (``error_bound/<metric>``).
+exact value (``error_bound/<metric>``). Scores are binned as float32 (float64 values
+round monotonically, so the bound still holds; values beyond float32's range share its
+top bin).
+
+Undefined (NaN with an :class:`~xeval.errors.UndefinedMetricWarning` saying why, never
+0.5): every metric when the set has no anomalous pixel or no normal pixel; in binned
+mode, a metric whose guaranteed interval ``value ± bound`` covers its whole range
+``[0, 1]`` (e.g. all scores in one bin, or float64 detail finer than float32): the
+binned value would say nothing, use ``mode="exact"``. AUPRO@L is defined whenever there
+is a region and a normal pixel, however few: the curve is a polyline from (0, 0), flat
+where no threshold lands and diagonal only across tied blocks (the ROC ties convention).
+
+Exactness: the exact mode ranks the maps' own values (float32 or float64, never
+converted to a coarser type; integer maps beyond ``±2**53`` are refused), so scores near
+the float limits (``±1e308``, subnormals) give scikit-learn's values. With ``ids``, a
+state refuses an image added twice (in an update or across a merge).
 """
 
 from __future__ import annotations
@@ -36,8 +51,8 @@ import numpy as np
 
 from xeval.errors import InputError
 from xeval.metrics import ranking
-from xeval.metrics._validation import paired, undefined
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import check_ids, extend_ids, merged_ids, paired, undefined
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.metrics.regions import positive_weights
 from xeval.registry import METRICS
 
@@ -57,13 +72,15 @@ def _chunks(mask: np.ndarray, amap: np.ndarray):
 # ----------------------------------------------------------------------------- exact
 @dataclass
 class ExactPixelState:
-    """Copies of all scores, the positive scores and the positive region weights."""
+    """Copies of all scores, the positive scores and the positive region weights (and
+    the ids of the images, when given, so that no image is added twice)."""
 
     values: list = field(default_factory=list)
     pos: list = field(default_factory=list)
     pos_w: list = field(default_factory=list)
     n_regions: int = 0
     n_images: int = 0
+    ids: list = field(default_factory=list)
     _summary: ranking.RankSummary | None = field(default=None, repr=False, compare=False)
 
     def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
@@ -83,6 +100,7 @@ class ExactPixelState:
             pos_w=self.pos_w + other.pos_w,
             n_regions=self.n_regions + other.n_regions,
             n_images=self.n_images + other.n_images,
+            ids=merged_ids(self.ids, other.ids, "merging pixel-ranking states"),
         )
 
     def _sorted_values(self) -> np.ndarray:
@@ -158,6 +176,7 @@ class BinnedPixelState:
     w_pos: np.ndarray | None = None
     n_regions: int = 0
     n_images: int = 0
+    ids: list = field(default_factory=list)
 
     @property
     def half(self) -> int:
@@ -254,7 +273,15 @@ class BinnedPixelState:
 
     def copy(self) -> BinnedPixelState:
         c = BinnedPixelState(
-            self.bits, self.octaves, self.e_cut, None, None, None, self.n_regions, self.n_images
+            self.bits,
+            self.octaves,
+            self.e_cut,
+            None,
+            None,
+            None,
+            self.n_regions,
+            self.n_images,
+            list(self.ids),
         )
         if self.n_all is not None:
             c.n_all, c.n_pos, c.w_pos = self.n_all.copy(), self.n_pos.copy(), self.w_pos.copy()
@@ -266,7 +293,9 @@ class BinnedPixelState:
                 "cannot merge binned states of different resolution: "
                 f"bits/octaves {self.bits}/{self.octaves} vs {other.bits}/{other.octaves}"
             )
+        ids = merged_ids(self.ids, other.ids, "merging binned pixel-ranking states")
         a, b = self.copy(), other.copy()
+        a.ids = b.ids = ids
         if b.n_all is None:
             return a
         if a.n_all is None:
@@ -354,9 +383,16 @@ class PixelRanking:
             return ExactPixelState()
         return BinnedPixelState(bits=self.bits, octaves=self.octaves)
 
-    def update(self, state, masks, maps):
-        for m, a in paired(masks, maps):
+    def update(self, state, masks, maps, ids=None):
+        """Add ``masks``/``maps``; ``ids`` (one per image, optional) are checked against
+        the ids already in ``state``: an image added twice would weigh double."""
+        pairs = paired(masks, maps)
+        n = sum(1 if m.ndim == 2 else m.shape[0] for m, _ in pairs)
+        ids = check_ids(ids, n, "PixelRanking.update")
+        extend_ids(list(state.ids), ids, "PixelRanking.update")
+        for m, a in pairs:
             state.update(m, a)
+        state.ids.extend(ids)
         return state
 
     @staticmethod
@@ -387,11 +423,22 @@ class PixelRanking:
         if self.mode == "binned":
             for k, v in ranking.error_bounds(s, fpr_limits=self.fpr_limits).items():
                 out[f"error_bound/{k}"] = v
+                if not np.isnan(out[k]) and ranking.vacuous_bound(out[k], v):
+                    out[k] = undefined(k, _vacuous(out[k], v))
         if self.curves:
             rx, ry = ranking.roc_points(s)
             out["roc_curve"] = _downsample(rx, ry, self.curve_points)
             out["pro_curve"] = _downsample(fx, fy, self.curve_points)
         return out
+
+
+def _vacuous(value: float, bound: float) -> str:
+    return (
+        f"binned mode cannot separate the scores: its guaranteed error bound ±{bound:.3g} "
+        f"around {value:.3g} covers the whole range [0, 1] (scores tied within bins, e.g. "
+        "all in one bin, or float64 detail below float32's resolution); use mode='exact' "
+        "or more bits"
+    )
 
 
 def _downsample(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -462,7 +509,10 @@ class _PixelRankingMetric(Metric):
         return self._ranking().init()
 
     def update(self, state, record, explanation):
-        return self._ranking().update(state, record.targets.masks, explanation.native)
+        check_aligned(record, explanation, self.label)
+        return self._ranking().update(
+            state, record.targets.masks, explanation.native, ids=record.ids
+        )
 
     def merge(self, a, b):
         return a.merge(b)
@@ -480,10 +530,13 @@ class _PixelRankingMetric(Metric):
             why = "no anomalous pixels" if s.n_pos == 0 else "no normal pixels"
             return MetricValue(value=undefined(self.label, why), n=n)
         note = "exact"
+        value = self._value(s)
         if self.mode == "binned":
             bound = ranking.error_bounds(s, fpr_limits=self._limits()).get(self._bound_key())
             note = f"binned, |error| <= {bound:.1e}" if bound is not None else "binned"
-        out = MetricValue(value=self._value(s), n=n, note=note)
+            if bound is not None and ranking.vacuous_bound(value, bound):
+                return MetricValue(value=undefined(self.label, _vacuous(value, bound)), n=n)
+        out = MetricValue(value=value, n=n, note=note)
         self._curves(s, out)
         return out
 

@@ -55,8 +55,15 @@ import numpy as np
 
 from xeval.errors import InputError
 from xeval.metrics import ranking
-from xeval.metrics._validation import check_map, check_mask, undefined
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import (
+    above,
+    check_map,
+    check_mask,
+    extend_ids,
+    merged_ids,
+    undefined,
+)
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.registry import METRICS
 
 __all__ = ["AUCsPRO", "SPROState", "auc_spro", "spro_at", "spro_curve"]
@@ -324,9 +331,12 @@ def spro_at(regions, maps, *, threshold: float) -> float:
     """sPRO at one threshold: the mean over all regions of ``min(1, |R ∩ {map >
     threshold}| / sat_R)`` (``regions``/``maps`` as in :func:`spro_curve`). NaN with a
     warning when there is no region."""
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise InputError(f"threshold must be a finite number, got {threshold!r}")
     images = _images(regions, maps)
     vals = [
-        min(1.0, int(np.count_nonzero(sc > threshold)) / sat)
+        min(1.0, int(np.count_nonzero(above(sc, t))) / sat)
         for im in images
         for sc, sat in im.regions
     ]
@@ -346,7 +356,8 @@ class SPROState:
     images: list = field(default_factory=list)
 
     def merge(self, other: SPROState) -> SPROState:
-        return SPROState(self.ids + other.ids, self.images + other.images)
+        ids = merged_ids(self.ids, other.ids, "merging sPRO states")
+        return SPROState(ids, self.images + other.images)
 
 
 def _downsample(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -399,11 +410,9 @@ class AUCsPRO(Metric):
                 f"metric {self.name!r} needs ground-truth masks, but the record has none "
                 "(load it with with_masks=True)"
             )
+        check_aligned(record, explanation, self.label)
+        extend_ids(list(state.ids), record.ids, f"metric {self.label!r}")
         maps = explanation.native
-        if len(maps) != len(record):
-            raise InputError(
-                f"metric {self.name!r}: {len(maps)} native maps for {len(record)} images"
-            )
         labels = np.asarray(t.labels)
         for i in range(len(record)):
             where = f"image {record.ids[i]!r}"

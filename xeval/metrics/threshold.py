@@ -9,7 +9,14 @@
 
 All higher is better. The threshold should come from normal validation data (see
 :func:`normal_threshold`); a threshold tuned on the test set is an oracle and is
-labelled optimistic in reports.
+labelled optimistic in reports. ``map >= t`` is compared exactly whatever the map's
+dtype (a float32 map is not compared with ``t`` rounded to float32).
+
+Undefined (NaN with an :class:`~xeval.errors.UndefinedMetricWarning`): IoU@t and Dice@t
+when the set has no anomalous pixel (every mask empty: there is nothing to localise,
+whatever is flagged), PRO@t when it has no ground-truth region, the mean per-image IoU
+when no image is anomalous; a threshold from normal validation maps that are constant
+(:func:`normal_threshold`), and every metric at such a threshold.
 """
 
 from __future__ import annotations
@@ -20,8 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xeval.errors import InputError
-from xeval.metrics._validation import as_image_list, check_map, paired, undefined
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import (
+    as_image_list,
+    at_least,
+    check_map,
+    extend_ids,
+    merged_ids,
+    paired,
+    pow2_scale,
+    undefined,
+)
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.metrics.regions import label_regions
 from xeval.registry import METRICS
 
@@ -63,7 +79,7 @@ class ThresholdMetrics:
     def update(self, state: ThresholdState, masks, maps) -> ThresholdState:
         for m, a in paired(masks, maps):
             ms = m if m.ndim == 3 else m[None]
-            pred = (a >= self.threshold).reshape(ms.shape)
+            pred = at_least(a, self.threshold).reshape(ms.shape)
             inter = (pred & ms).sum(axis=(1, 2))
             npred = pred.sum(axis=(1, 2))
             ngt = ms.sum(axis=(1, 2))
@@ -91,13 +107,10 @@ class ThresholdMetrics:
     def compute(self, s: ThresholdState) -> dict:
         out: dict = {"threshold": self.threshold}
         union = s.tp + s.fp + s.fn
-        out["iou@t"] = (
-            s.tp / union if union else undefined("iou@t", "no anomalous pixels and none predicted")
-        )
+        none = "no anomalous pixel in the set (every mask is empty): nothing to localise"
+        out["iou@t"] = s.tp / union if s.tp + s.fn else undefined("iou@t", none)
         out["dice@t"] = (
-            2 * s.tp / (2 * s.tp + s.fp + s.fn)
-            if union
-            else undefined("dice@t", "no anomalous pixels and none predicted")
+            2 * s.tp / (2 * s.tp + s.fp + s.fn) if s.tp + s.fn else undefined("dice@t", none)
         )
         out["pro@t"] = (
             s.pro_sum / s.n_regions
@@ -146,7 +159,12 @@ def iou_per_image(masks, maps, *, threshold: float) -> np.ndarray:
 
 def normal_threshold(maps, *, quantile: float = 0.99) -> float:
     """Threshold = the ``quantile`` of all pixel scores of **normal validation** maps
-    (so that about ``1 - quantile`` of normal pixels are flagged)."""
+    (so that about ``1 - quantile`` of normal pixels are flagged; ``np.quantile``'s
+    linear interpolation, without overflow for scores near the float limits).
+
+    Undefined (NaN with an :class:`~xeval.errors.UndefinedMetricWarning`) when every
+    pixel of the validation maps has the same score: a threshold then flags all normal
+    pixels or none, never about ``1 - quantile`` of them."""
     if not 0.0 < quantile <= 1.0:
         raise InputError(f"quantile must lie in (0, 1], got {quantile!r}")
     arrs = as_image_list(maps, "maps")
@@ -155,7 +173,30 @@ def normal_threshold(maps, *, quantile: float = 0.99) -> float:
     flat = np.concatenate(
         [check_map(np.asarray(a), f"maps[{i}]").ravel() for i, a in enumerate(arrs)]
     )
-    return float(np.quantile(flat, quantile))
+    return quantile_of(flat, quantile, "normal_threshold")
+
+
+def constant_threshold_why(value: float, n: int) -> str:
+    return (
+        f"the normal validation maps are constant (all {n} pixel scores equal {value!r}): "
+        "a threshold there flags every normal pixel or none, not a chosen share of them"
+    )
+
+
+def quantile_of(values: np.ndarray, q: float, what: str) -> float:
+    """``np.quantile(values, q)`` of finite ``values``; NaN with a warning when they are
+    all equal (see :func:`normal_threshold`)."""
+    if values.size == 0:
+        raise InputError(f"{what}: no values: a threshold needs normal validation maps")
+    lo, hi = values.min(), values.max()
+    if lo == hi:
+        return undefined(what, constant_threshold_why(float(lo), values.size))
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = float(np.quantile(values, q))
+    if not np.isfinite(t):  # the interpolation overflowed: rescale exactly first
+        s = float(pow2_scale(max(abs(float(lo)), abs(float(hi)))))
+        t = float(np.quantile(values * s, q)) / s
+    return t
 
 
 # ------------------------------------------------------------------ registered metrics
@@ -169,13 +210,19 @@ class CalibratedState:
     inner: ThresholdState = field(default_factory=ThresholdState)
 
     def merge(self, o: CalibratedState) -> CalibratedState:
-        if None not in (self.threshold, o.threshold) and self.threshold != o.threshold:
+        if None not in (self.threshold, o.threshold) and not _same(self.threshold, o.threshold):
             raise InputError(
                 f"cannot merge threshold states at different thresholds ({self.threshold} "
                 f"and {o.threshold}): shards of one unit share one calibration"
             )
         t = self.threshold if self.threshold is not None else o.threshold
-        return CalibratedState(t, self.ids + o.ids, self.inner.merge(o.inner))
+        ids = merged_ids(self.ids, o.ids, "merging threshold states")
+        return CalibratedState(t, ids, self.inner.merge(o.inner))
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal thresholds (an undefined, NaN, threshold equals itself)."""
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 class _AtThreshold(Metric):
@@ -207,15 +254,24 @@ class _AtThreshold(Metric):
         return CalibratedState()
 
     def update(self, state: CalibratedState, record, explanation) -> CalibratedState:
+        check_aligned(record, explanation, self.label)
         t = float(explanation.calibration[("normal_quantile", self.quantile)])
         if state.threshold is None:
             state.threshold = t
-        elif state.threshold != t:
+        elif not _same(state.threshold, t):
             raise InputError(
                 f"{self.label}: threshold changed between updates ({state.threshold} -> {t})"
             )
-        ThresholdMetrics(threshold=t).update(state.inner, record.targets.masks, explanation.native)
-        state.ids.extend(record.ids)
+        extend_ids(list(state.ids), record.ids, f"metric {self.label!r}")
+        if math.isnan(t):  # undefined threshold (constant validation maps): no values
+            n = len(record)
+            state.inner.iou_per_image.extend([math.nan] * n)
+            state.inner.dice_per_image.extend([math.nan] * n)
+        else:
+            ThresholdMetrics(threshold=t).update(
+                state.inner, record.targets.masks, explanation.native
+            )
+        extend_ids(state.ids, record.ids, f"metric {self.label!r}")
         return state
 
     def merge(self, a: CalibratedState, b: CalibratedState) -> CalibratedState:
@@ -228,6 +284,12 @@ class _AtThreshold(Metric):
         t = math.nan if state.threshold is None else state.threshold
         if state.threshold is None:
             return MetricValue(value=undefined(self.label, "no images"), threshold=t)
+        if math.isnan(t):
+            why = (
+                f"its threshold (the {self.quantile:g} quantile of normal validation pixels) "
+                "is undefined: the normal validation maps are constant"
+            )
+            return MetricValue(value=undefined(self.label, why), threshold=t, note=self._note())
         res = ThresholdMetrics(threshold=t).compute(state.inner)
         return MetricValue(value=res[self.key], n=len(state.ids), threshold=t, note=self._note())
 
