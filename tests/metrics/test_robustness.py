@@ -41,10 +41,18 @@ def test_constant_explainer_is_perfectly_robust(images):
     zeros = lambda x: np.zeros((len(x), *x.shape[2:]))  # noqa: E731
     for fn in (ones, zeros):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # an all-zero map that never moves is 0, no NaN
-            assert np.array_equal(max_sensitivity(fn, images, radius=R, n_samples=K), [0, 0, 0])
-            assert np.array_equal(avg_sensitivity(fn, images, radius=R, n_samples=K), [0, 0, 0])
+            warnings.simplefilter("error")
+            for f in (max_sensitivity, avg_sensitivity):
+                raw = f(fn, images, radius=R, n_samples=K, normalise=False)
+                assert np.array_equal(raw, [0, 0, 0])
             assert np.array_equal(local_lipschitz(fn, images, radius=R, n_samples=K), [0, 0, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(max_sensitivity(ones, images, radius=R, n_samples=K), [0, 0, 0])
+    # relative to an all-zero map the change is 0/0: undefined, never a perfect 0
+    for f in (max_sensitivity, avg_sensitivity):
+        with pytest.warns(UndefinedMetricWarning, match="all zero"):
+            assert np.isnan(f(zeros, images, radius=R, n_samples=K)).all()
 
 
 def test_identity_explainer_equals_perturbation_norm_ratio(images):

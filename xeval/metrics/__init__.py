@@ -29,6 +29,22 @@ State API (``init / update / merge / compute``): :class:`PixelRanking` (exact or
 binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
 :class:`LocalisationMetrics`, :class:`ComplexityMetrics`.
 
+Reliability rules (every function and state):
+
+- **undefined is NaN, never a default**: where a metric is undefined for the input (one
+  class, no region, an empty mask, a constant map or validation set, a binned bound that
+  covers the whole range, fewer than 2 values for a CI...) the value is NaN with an
+  :class:`~xeval.errors.UndefinedMetricWarning` that says why; an option that makes the
+  computation meaningless (a deletion patch covering the whole image) is an error;
+- **no silent loss of precision or range**: maps are ranked and resized in their own
+  float dtype (float64 stays float64), sums and norms near the float limits are rescaled
+  by exact powers of two, integer maps beyond ``±2**53`` are refused, and thresholds are
+  compared exactly whatever the map's dtype;
+- **no silent reshaping**: masks and maps must have equal shapes; :func:`resize_to`
+  upsamples a map of the mask's aspect ratio and refuses another one;
+- **aligned updates**: states refuse ids that do not match the values one to one, or an
+  image added twice (in an update or across a merge).
+
 Registered metrics (what run configs name): every metric is also a class registered in
 :data:`xeval.registry.METRICS` (:class:`~xeval.metrics.base.Metric`: name, direction,
 family, options, ``init / update(state, record, explanation) / merge / compute``);

@@ -40,14 +40,22 @@ these two scale-invariant metrics. Otherwise the formulas agree.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special
 
 from xeval.errors import InputError
-from xeval.metrics._validation import as_image_list, check_map, undefined
+from xeval.metrics._validation import (
+    as_image_list,
+    check_ids,
+    check_map,
+    exact_mean,
+    extend_ids,
+    merged_ids,
+    pow2_scale,
+    undefined,
+)
 from xeval.metrics.base import PerImageMetric
 from xeval.registry import METRICS
 
@@ -65,7 +73,15 @@ _ALL_ZERO = "the attribution map is all zeros (no distribution of |a| to measure
 
 
 def _abs_stacks(attributions):
-    """``(n, H*W)`` float64 stacks of ``|a|``: one for a 3-D input, one per 2-D image."""
+    """``(n, H*W)`` float64 stacks of ``|a|``: one for a 3-D input, one per 2-D image.
+    Each map is rescaled by a power of two (exact) when its magnitude is near the float
+    limits, so that its sum neither overflows nor underflows (both metrics are
+    scale-invariant)."""
+    for x in _raw_abs_stacks(attributions):
+        yield x * pow2_scale(x.max(1, initial=0.0))[:, None]
+
+
+def _raw_abs_stacks(attributions):
     arrs = as_image_list(attributions, "attributions")
     if len(arrs) == 0:
         raise InputError("attributions is empty: nothing to evaluate")
@@ -148,7 +164,7 @@ class ComplexityState:
 
     def merge(self, o: ComplexityState) -> ComplexityState:
         return ComplexityState(
-            self.ids + o.ids,
+            merged_ids(self.ids, o.ids, "merging complexity states"),
             self.gini_sparseness + o.gini_sparseness,
             self.entropy_complexity + o.entropy_complexity,
         )
@@ -176,16 +192,14 @@ class ComplexityMetrics:
             ent.append(_entropy(x)[0])
             zeros.append(z)
         n = sum(len(g) for g in gini)
-        if ids is not None:
-            ids = list(ids)
-            if len(ids) != n:
-                raise InputError(f"ids has {len(ids)} entries for {n} images")
+        ids = check_ids(ids, n, "ComplexityMetrics.update")
+        extend_ids(list(state.ids), ids, "ComplexityMetrics.update")
         zeros = np.concatenate(zeros)
         _warn_zero("gini_sparseness", zeros)
         _warn_zero("entropy_complexity", zeros)
         state.gini_sparseness.extend(np.concatenate(gini).tolist())
         state.entropy_complexity.extend(np.concatenate(ent).tolist())
-        state.ids.extend(ids if ids is not None else [None] * n)
+        state.ids.extend(ids)
         return state
 
     @staticmethod
@@ -200,7 +214,7 @@ class ComplexityMetrics:
             out[name + "_per_image"] = per
             out["n/" + name] = int(ok.size)
             out[name] = (
-                math.fsum(ok.tolist()) / ok.size
+                exact_mean(ok)
                 if ok.size
                 else undefined(name, "no image with a non-zero attribution map")
             )

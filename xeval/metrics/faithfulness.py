@@ -26,6 +26,15 @@ Common conventions
   with the same tie rule.
 - A constant attribution map (all zero, or all equal) defines no order: its values are
   NaN with an :class:`~xeval.errors.UndefinedMetricWarning`, never a made-up number.
+- A ``patch_size`` covering the whole image (a single region) is an
+  :class:`~xeval.errors.InputError` naming the option: every map would get the same
+  curve (intact, then fully replaced; 0.5 for deletion), whatever it says.
+- Scores and attributions near the float limits (``±1e308``, subnormals) are rescaled by
+  exact powers of two before differences and sums are taken: the normalised curves,
+  AOPC and correlations equal those of the rescaled input (raw-unit AOPC beyond float64's
+  range is an error).
+- :func:`infidelity` is NaN (with a warning) for an image that no perturbation changed
+  (every replaced square already held the substrate's content): nothing was tested.
 - Randomness (ROAD noise, random subsets, infidelity perturbations) is seeded by
   ``seed`` and the image's position in the call, so the numbers do not depend on
   ``batch_size``.
@@ -33,6 +42,7 @@ Common conventions
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +53,8 @@ import numpy as np
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
-from xeval.metrics.base import PerImageMetric, PerImageState, robust_spread
+from xeval.metrics._validation import check_map, extend_ids, pow2_scale
+from xeval.metrics.base import PerImageMetric, PerImageState, check_aligned, robust_spread
 from xeval.metrics.resize import resize_to
 from xeval.registry import METRICS
 from xeval.rng import rng as make_rng
@@ -97,14 +108,7 @@ def _check_attributions(attributions, images: np.ndarray, *, allow_channels: boo
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         if a.dtype != bool:
             raise InputError(f"attributions must be real-valued, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise InputError(
-            f"attributions hold non-finite values (first at index {bad}: {a[bad]}); "
-            "attribution maps must be finite"
-        )
-    return a
+    return check_map(a, "attributions").astype(np.float64)
 
 
 def _keys(keys, b: int) -> list:
@@ -128,19 +132,43 @@ def _warn_undefined(metric: str, images: np.ndarray, why: str) -> None:
 
 
 # ------------------------------------------------------------------------ regions
-def _regions(attr: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels (H, W) region index, region relevance (B, R) = sum of attributions)``."""
+def _regions(attr: np.ndarray, patch_size: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (H, W) region index, region relevance (B, R) = sum of attributions)``.
+
+    A single region (``patch_size`` covering the whole image) is an error: every map
+    would then give the same curve (intact, then fully replaced), a constant such as
+    0.5 for deletion, whatever it says. Maps whose patch sums could overflow are
+    rescaled by an exact power of two first (the order of the sums is unchanged)."""
     b, h, w = attr.shape
     p = patch_size
     ny, nx = -(-h // p), -(-w // p)
+    if ny * nx == 1:
+        raise InputError(
+            f"patch_size={p} covers the whole {h}x{w} image: a single region, so {metric} "
+            "would not depend on the attribution map (2 points: intact, fully replaced). "
+            f"Expected patch_size < max(H, W) = {max(h, w)} (several regions to order)"
+        )
     yy, xx = np.mgrid[0:h, 0:w]
     labels = (yy // p) * nx + (xx // p)
     if p == 1:
         return labels, attr.reshape(b, -1)
+    mag = np.abs(attr).reshape(b, -1).max(axis=1)
+    big = mag > 2.0**1000 / (p * p)
+    if big.any():
+        attr = attr * np.where(big, pow2_scale(mag), 1.0)[:, None, None]
     padded = np.zeros((b, ny * p, nx * p))
     padded[:, :h, :w] = attr
     rel = padded.reshape(b, ny, p, nx, p).sum(axis=(2, 4)).reshape(b, -1)
     return labels, rel
+
+
+def _scaled_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores * s, s)`` with ``s`` a power of two per image (row) bringing scores near
+    the float limits near 1, so that differences of scores cannot overflow; 1 for
+    ordinary scores. Normalised curves and correlations are invariant to ``s``."""
+    mag = np.where(np.isnan(scores), 0.0, np.abs(scores)).max(axis=1, initial=0.0)
+    s = pow2_scale(mag)
+    return scores * s[:, None], s
 
 
 def _ranks(rel: np.ndarray, *, ascending: bool) -> np.ndarray:
@@ -238,7 +266,7 @@ def _raw_curves(
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
     keys = _keys(keys, b)
-    labels, rel = _regions(attr, patch_size)
+    labels, rel = _regions(attr, patch_size, metric)
     n_regions = rel.shape[1]
     counts = np.rint(np.arange(steps + 1) * n_regions / steps).astype(np.int64)
     fractions = counts / n_regions
@@ -431,10 +459,11 @@ def perturbation_curve(
     margin = float(margin)
     if not (np.isfinite(margin) and margin >= 0):
         raise InputError(f"margin must be a finite number >= 0, got {margin!r}")
-    s_x = scores[:, -1] if insertion else scores[:, 0]
-    s_sub = scores[:, 0] if insertion else scores[:, -1]
+    sc, scale = _scaled_scores(scores)  # scores near the float limits: exact rescaling
+    s_x = sc[:, -1] if insertion else sc[:, 0]
+    s_sub = sc[:, 0] if insertion else sc[:, -1]
     denom = s_x - s_sub
-    close = np.isfinite(denom) & (denom <= margin)
+    close = np.isfinite(denom) & (denom <= margin * scale)
     _warn_undefined(
         metric,
         np.flatnonzero(close),
@@ -443,7 +472,7 @@ def perturbation_curve(
         "anomaly the detector misses)",
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        raw = (scores - s_sub[:, None]) / np.where(close, np.nan, denom)[:, None]
+        raw = (sc - s_sub[:, None]) / np.where(close, np.nan, denom)[:, None]
     curves = np.clip(raw, 0.0, 1.0)
     auc = _trapezoid(curves, fractions)
     with warnings.catch_warnings():
@@ -555,11 +584,18 @@ def aopc(
         keys=keys,
         constant=constant,
     )
-    drops = scores[:, :1] - scores
+    sc, scale = _scaled_scores(scores)  # scores near the float limits: exact rescaling
+    drops = sc[:, :1] - sc
     if not normalise:
-        return drops.mean(axis=1)
+        raw = drops.mean(axis=1) / scale
+        if not np.all(np.isfinite(raw[~np.isnan(raw)])):
+            raise InputError(
+                f"AOPC ({order.upper()}) in raw score units exceeds float64's range (scores "
+                "near the float limits); use normalise=True, which is scale-free"
+            )
+        return raw
     total = drops[:, -1]
-    close = np.isfinite(total) & (total <= float(margin))
+    close = np.isfinite(total) & (total <= float(margin) * scale)
     _warn_undefined(
         f"AOPC ({order.upper()})",
         np.flatnonzero(close),
@@ -626,8 +662,12 @@ def faithfulness_correlation(
     sub, bound = _bind(detector, images, substrate, reference, seed)
     b = len(images)
     keys = _keys(keys, b)
-    labels, rel = _regions(attr, patch_size)
+    labels, rel = _regions(attr, patch_size, "faithfulness correlation")
     n_regions = rel.shape[1]
+    # sums of up to n_regions relevances: rescale (exactly; Pearson is scale-free) maps
+    # whose sums could overflow
+    mag = np.abs(rel).max(axis=1)
+    rel = rel * np.where(mag > 2.0**1000 / n_regions, pow2_scale(mag), 1.0)[:, None]
     if isinstance(subset_size, float) and 0 < subset_size < 1:
         m = max(1, int(round(subset_size * n_regions)))
     elif isinstance(subset_size, (int, np.integer)) and not isinstance(subset_size, bool):
@@ -664,11 +704,12 @@ def faithfulness_correlation(
             return bound.fill(idx, removed, [(keys[job_img[j]], int(job_s[j])) for j in js])
 
     s = _score_jobs(detector, images, _Keyed(), job_img, make_removed, batch_size).reshape(b, kk)
+    s, scale = _scaled_scores(s)  # exact rescaling of scores near the float limits
     drops = s[:, :1] - s[:, 1:k]
     out = np.full(b, np.nan)
     flat = (sums.std(axis=1) == 0) | (drops.std(axis=1) == 0)
     if full:
-        close = (s[:, 0] - s[:, k]) <= float(margin)
+        close = (s[:, 0] - s[:, k]) <= float(margin) * scale
         _warn_undefined(
             "faithfulness correlation",
             np.flatnonzero(close & ~flat),
@@ -731,6 +772,11 @@ def infidelity(
     as the **signed** channel sum: perturbations are then the same on all channels and
     the map is spread as ``a / C`` over the channels, so that ``I . a`` is the sum over
     pixels. An unsigned map (``abs_sum``) is not what this metric expects.
+
+    Undefined (NaN with an :class:`~xeval.errors.UndefinedMetricWarning`) for an image
+    that none of its perturbations changed (``x - I == x`` every time, e.g. squares
+    replaced by a reference equal to the image): there is nothing to compare ``I . a``
+    with, and 0 would read as a perfect explanation.
 
     Reference: Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019), "On the (In)fidelity and
     Sensitivity of Explanations", NeurIPS; captum ``infidelity``.
@@ -829,8 +875,11 @@ def infidelity(
         done = [0]
         cont = None if content is None else torch.from_numpy(content[ids])
         n_ids = len(ids)
+        changed = np.zeros(n_ids, dtype=bool)  # did any perturbation move the image?
 
-        def perturb(inp: torch.Tensor, _rngs=rngs, _cont=cont, _n=n_ids, _c=corners, _d=done):
+        def perturb(
+            inp: torch.Tensor, _rngs=rngs, _cont=cont, _n=n_ids, _c=corners, _d=done, _ch=changed
+        ):
             # captum passes each image repeated `cur` times (repeat_interleave order);
             # each image draws from its own generator, so chunking does not matter
             cur = inp.shape[0] // _n
@@ -852,6 +901,9 @@ def infidelity(
                 step = m * (inp[rows] - _cont[r_i : r_i + 1])  # x - step = r in the square
                 perturbed[rows] = inp[rows] - step
                 pert[rows] = m.expand(cur, c, h, w) if multiply_by_inputs else step
+            for r_i in range(len(_rngs)):
+                rows = slice(r_i * cur, (r_i + 1) * cur)
+                _ch[r_i] |= bool((perturbed[rows] != inp[rows]).any())
             _d[0] += cur
             return pert, perturbed
 
@@ -867,6 +919,13 @@ def infidelity(
                 normalize=bool(normalize),
             )
         out[ids] = val.detach().cpu().double().numpy()
+        out[ids[~changed]] = np.nan
+        _warn_undefined(
+            "infidelity",
+            ids[~changed],
+            "no perturbation changed the image (every replaced square already holds the "
+            "substrate's content), so there is nothing to compare the attribution with",
+        )
     return out
 
 
@@ -883,7 +942,8 @@ class _ProbeMetric(PerImageMetric):
     (IQR / 1.349) of the detector's scores on the normal validation images -- a
     difference within the normal score noise carries no evidence about the
     explanation. Other images are excluded with the reason, never turned into large
-    ratios."""
+    ratios. With fewer than 2 normal validation scores the spread, hence the margin, is
+    undefined (unless ``separation=0``): every image is then excluded with that reason."""
 
     family = "faithfulness"
     needs = frozenset({"detector", "reference"})
@@ -906,8 +966,24 @@ class _ProbeMetric(PerImageMetric):
         return [("detector_scores",)] if self.separated else []
 
     def _margin(self, explanation) -> float:
+        """``separation x`` the robust spread of the normal validation scores; NaN when
+        fewer than 2 of them exist (their spread, hence the margin, is undefined)."""
         scores = explanation.calibration.get(("detector_scores",))
-        return self.separation * robust_spread(scores) if scores is not None else 0.0
+        if scores is None or self.separation == 0:
+            return 0.0
+        v = np.asarray(scores, dtype=float)
+        if np.count_nonzero(np.isfinite(v)) < 2:
+            return math.nan
+        return self.separation * robust_spread(v)
+
+    def _no_margin(self, record, explanation):
+        """``(NaN values, reasons)`` when the separation margin is undefined, else None."""
+        if not math.isnan(self._margin(explanation)):
+            return None
+        n = len(record)
+        why = "no separation margin (fewer than 2 normal validation scores to spread)"
+        _warn_undefined(self.label, np.arange(n), why)
+        return np.full(n, np.nan), [why] * n
 
     def _separation_note(self) -> str:
         return (
@@ -960,6 +1036,15 @@ class _CurveMetric(_ProbeMetric):
         return CurveState()
 
     def update(self, state: CurveState, record, explanation) -> CurveState:
+        check_aligned(record, explanation, self.label)
+        extend_ids(list(state.ids), record.ids, f"metric {self.label!r}")
+        none = self._no_margin(record, explanation)
+        if none is not None:
+            state.ids.extend(record.ids)
+            state.values.extend(none[0].tolist())
+            state.reasons.extend(none[1])
+            state.curves.extend([None] * len(record))
+            return state
         pc = self._run(
             perturbation_curve,
             record,
@@ -1083,6 +1168,9 @@ class AOPC(_ProbeMetric):
         return f"aopc_{self.order}"
 
     def values(self, record, explanation):
+        none = self._no_margin(record, explanation)
+        if none is not None:
+            return none
         return self._run(
             aopc,
             record,
@@ -1128,6 +1216,9 @@ class FaithfulnessCorrelation(_ProbeMetric):
         )
 
     def values(self, record, explanation):
+        none = self._no_margin(record, explanation)
+        if none is not None:
+            return none
         return self._run(
             faithfulness_correlation,
             record,

@@ -46,7 +46,15 @@ import numpy as np
 from scipy import ndimage
 
 from xeval.errors import InputError
-from xeval.metrics._validation import paired, undefined
+from xeval.metrics._validation import (
+    check_ids,
+    exact_mean,
+    extend_ids,
+    merged_ids,
+    paired,
+    pow2_scale,
+    undefined,
+)
 from xeval.metrics.base import PerImageMetric
 from xeval.registry import METRICS
 
@@ -88,7 +96,7 @@ def _mean(metric: str, values: np.ndarray) -> float:
     v = v[~np.isnan(v)]
     if v.size == 0:
         return undefined(metric, "no image with a non-empty mask where it is defined")
-    return math.fsum(v.tolist()) / v.size  # exact: independent of the image order
+    return exact_mean(v)  # exact: independent of the image order
 
 
 def _check_tolerance(tolerance) -> float:
@@ -236,7 +244,9 @@ def pointing_game(masks, attributions, *, tolerance=0, ties="all") -> float:
 # ------------------------------------------------------------------ relevance mass
 def _mass(m, a):
     ngt = m.sum(1)
-    ap = np.maximum(a, 0)
+    # a ratio of sums: rescale each map by a power of two (exact) so that maps near the
+    # float limits neither overflow (inf / inf) nor underflow
+    ap = np.maximum(a, 0) * pow2_scale(np.abs(a).max(1, initial=0.0))[:, None]
     total = ap.sum(1, dtype=np.float64)
     within = np.where(m, ap, 0).sum(1, dtype=np.float64)
     none = (total == 0) & (ngt > 0)
@@ -386,7 +396,7 @@ class LocalisationState:
 
     def merge(self, o: LocalisationState) -> LocalisationState:
         return LocalisationState(
-            self.ids + o.ids,
+            merged_ids(self.ids, o.ids, "merging localisation states"),
             self.pointing_game + o.pointing_game,
             self.relevance_mass + o.relevance_mass,
             self.relevance_rank + o.relevance_rank,
@@ -436,15 +446,13 @@ class LocalisationMetrics:
             cols["top_k_intersection"].append(_topk(m, a, shape, self.k))
         cols = {name: np.concatenate(v) for name, v in cols.items()}
         n = len(cols["pointing_game"])
-        if ids is not None:
-            ids = list(ids)
-            if len(ids) != n:
-                raise InputError(f"ids has {len(ids)} entries for {n} images")
+        ids = check_ids(ids, n, "LocalisationMetrics.update")
+        extend_ids(list(state.ids), ids, "LocalisationMetrics.update")
         _warn_undefined("pointing_game", np.concatenate(flat), _FLAT)
         _warn_undefined("relevance_mass", np.concatenate(no_pos), _NO_POSITIVE)
         for name, v in cols.items():
             getattr(state, name).extend(v.tolist())
-        state.ids.extend(ids if ids is not None else [None] * n)
+        state.ids.extend(ids)
         return state
 
     @staticmethod

@@ -67,6 +67,7 @@ Saliency Maps", NeurIPS.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ import numpy as np
 from xeval.adapters.base import find_torch_module, has_fitted_statistics, overrides
 from xeval.checks import check_images
 from xeval.errors import InputError, UndefinedMetricWarning, XevalError
-from xeval.metrics.base import Metric, MetricValue
+from xeval.metrics._validation import extend_ids, merged_ids, pow2_scale, undefined
+from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.registry import METRICS
 from xeval.rng import derived_seed, torch_seeded
 
@@ -168,9 +170,12 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _minmax(a: np.ndarray) -> np.ndarray:
+    """Each map min-max scaled to [0, 1] (exactly rescaled first when near the float
+    limits); NaN for a constant map, which has no range to scale."""
+    a = a * pow2_scale(np.abs(a).max(axis=(1, 2), initial=0.0))[:, None, None]
     lo = a.min(axis=(1, 2), keepdims=True)
     span = a.max(axis=(1, 2), keepdims=True) - lo
-    return np.where(span > 0, (a - lo) / np.where(span > 0, span, 1.0), 0.0)
+    return np.where(span > 0, (a - lo) / np.where(span > 0, span, 1.0), np.nan)
 
 
 def _ssim_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -180,12 +185,20 @@ def _ssim_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     win = min(7, h, w)
     win -= 1 - win % 2  # odd
     if win < 3:
+        undefined("SSIM", f"maps of {h}x{w} pixels are smaller than its 3x3 window")
         return np.full(len(a), np.nan)
     na, nb = _minmax(np.abs(a)), _minmax(np.abs(b))
+    flat = np.isnan(na[:, 0, 0]) | np.isnan(nb[:, 0, 0])
+    if flat.any():
+        undefined(
+            f"SSIM for image(s) {np.flatnonzero(flat)[:10].tolist()}",
+            "a constant map has no range to scale to [0, 1] (its SSIM would only say how "
+            "flat the other map is)",
+        )
     return np.array(
         [
-            structural_similarity(x, y, data_range=1.0, win_size=win)
-            for x, y in zip(na, nb, strict=True)
+            math.nan if f else structural_similarity(x, y, data_range=1.0, win_size=win)
+            for x, y, f in zip(na, nb, flat, strict=True)
         ]
     )
 
@@ -595,7 +608,8 @@ class MPRTState:
     notes: list = field(default_factory=list)
 
     def merge(self, o: MPRTState) -> MPRTState:
-        return MPRTState(self.ids + o.ids, self.values + o.values, self.notes + o.notes)
+        ids = merged_ids(self.ids, o.ids, "merging MPRT states")
+        return MPRTState(ids, self.values + o.values, self.notes + o.notes)
 
 
 @METRICS.register
@@ -636,6 +650,8 @@ class MPRTSpearman(Metric):
         probe = explanation.probe
         if probe is None or probe.explain_fn is None:
             raise InputError(f"metric {self.name!r} needs an explanation function")
+        check_aligned(record, explanation, self.label)
+        extend_ids(list(state.ids), record.ids, f"metric {self.label!r}")
         refit = probe.normal_batches() if probe.normal_batches is not None else None
         res = model_parameter_randomisation(
             probe.detector,
@@ -668,7 +684,7 @@ class MPRTSpearman(Metric):
         if notes:
             note += "; " + "; ".join(notes)
         return MetricValue(
-            value=float(ok.mean()) if ok.size else float("nan"),
+            value=float(ok.mean()) if ok.size else undefined(self.label, "no image with a value"),
             n=int(ok.size),
             per_image=per,
             ids=list(state.ids),

@@ -38,6 +38,7 @@ import numpy as np
 from xeval.checks import check_images as _check_images
 from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
+from xeval.metrics._validation import check_map, pow2_scale
 from xeval.metrics.base import PerImageMetric
 from xeval.registry import METRICS
 from xeval.rng import rng as make_rng
@@ -83,6 +84,26 @@ def _vector_norm(v: np.ndarray, norm: str) -> np.ndarray:
     return np.abs(v).sum(axis=1)
 
 
+def _scales(*rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, a power of two ``s`` (and ``k`` with ``s = 2**-k``) bringing the largest
+    magnitude of the rows near 1 when it is near the float limits (else 1): norms of the
+    rescaled rows neither overflow nor underflow, and ``norm = scaled norm * 2**k``."""
+    m = np.max([np.abs(r).max(axis=1, initial=0.0) for r in rows], axis=0)
+    s = pow2_scale(m)
+    return s, 1 - np.frexp(s)[1]
+
+
+def _unscale(x: np.ndarray, k: np.ndarray, what: str) -> np.ndarray:
+    """``x * 2**k``; an InputError when the result exceeds float64's range."""
+    out = np.ldexp(x, k)
+    if not np.all(np.isfinite(out[np.isfinite(x)])):
+        raise InputError(
+            f"{what} exceeds float64's range (maps near the float limits); use the "
+            "normalised form (normalise=True), which is scale-free"
+        )
+    return out
+
+
 def _call_explain(explain_fn: Callable, x: np.ndarray) -> np.ndarray:
     out = explain_fn(x)
     if hasattr(out, "detach"):  # a torch tensor
@@ -95,10 +116,11 @@ def _call_explain(explain_fn: Callable, x: np.ndarray) -> np.ndarray:
         )
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise InputError(f"explain_fn returned dtype {a.dtype}; expected real-valued maps")
-    a = a.reshape(len(x), -1).astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise InputError("explain_fn returned non-finite values (NaN or inf)")
-    return a
+    try:
+        a = check_map(a.reshape(len(x), -1), "explain_fn's maps")
+    except InputError as e:
+        raise InputError(f"explain_fn returned unusable maps: {e}") from None
+    return a.astype(np.float64, copy=False)
 
 
 # ----------------------------------------------------------------------- perturbations
@@ -138,8 +160,10 @@ def _sample_distances(
     batch_size: int,
     clip: bool,
     keys=None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(||Phi(x) - Phi(x')|| (B, K), ||x - x'||_2 (B, K), ||Phi(x)|| (B,))``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(d, d_k, ||x - x'||_2 (B, K), n0, n0_k)``: ``||Phi(x) - Phi(x')|| = d * 2**d_k``
+    (``(B, K)``) and ``||Phi(x)|| = n0 * 2**n0_k`` (``(B,)``), norms kept with a
+    power-of-two exponent so that maps near the float limits lose nothing."""
     if not callable(explain_fn):
         raise InputError(f"explain_fn must be callable images -> maps, got {explain_fn!r}")
     x = _check_images(images)
@@ -155,8 +179,10 @@ def _sample_distances(
     phi0 = np.concatenate(
         [_call_explain(explain_fn, x[i : i + batch_size]) for i in range(0, b, batch_size)]
     )
-    phi0_norm = _vector_norm(phi0, norm)
+    s0, k0 = _scales(phi0)
+    phi0_norm = _vector_norm(phi0 * s0[:, None], norm)
     d_phi = np.empty((b, k))
+    d_exp = np.zeros((b, k), dtype=np.int64)
     d_x = np.empty((b, k))
     # jobs (image i, sample s) in image-major order, explained in chunks of batch_size
     buf: list[np.ndarray] = []
@@ -172,7 +198,9 @@ def _sample_distances(
             )
         ii = np.fromiter((o[0] for o in owners), dtype=np.int64, count=len(owners))
         ss = np.fromiter((o[1] for o in owners), dtype=np.int64, count=len(owners))
-        d_phi[ii, ss] = _vector_norm(phis - phi0[ii], norm)
+        sc, kk = _scales(phis, phi0[ii])
+        d_phi[ii, ss] = _vector_norm(phis * sc[:, None] - phi0[ii] * sc[:, None], norm)
+        d_exp[ii, ss] = kk
         diff = (xs - x[ii]).reshape(len(xs), -1).astype(np.float64)
         d_x[ii, ss] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         buf.clear()
@@ -195,28 +223,29 @@ def _sample_distances(
                 pending = 0
     if pending:
         flush()
-    return d_phi, d_x, phi0_norm
+    return d_phi, d_exp, d_x, phi0_norm, k0
 
 
-def _normalised(
-    d_phi: np.ndarray, phi0_norm: np.ndarray, metric: str, normalise: bool
-) -> np.ndarray:
+def _normalised(dist, metric: str, normalise: bool) -> np.ndarray:
+    """``||Phi(x) - Phi(x')|| (/ ||Phi(x)||)`` per (image, sample); NaN with a warning
+    where the unperturbed explanation is all zero and ``normalise`` divides by 0."""
+    d_phi, d_exp, _, phi0_norm, k0 = dist
     if not normalise:
-        return d_phi
+        return _unscale(d_phi, d_exp, f"{metric} (normalise=False)")
     zero = phi0_norm == 0
-    moved = zero & (d_phi.max(axis=1) > 0)
-    if moved.any():
+    if zero.any():
         warnings.warn(
-            f"{metric} is undefined for image(s) {np.flatnonzero(moved)[:10].tolist()}: the "
-            "explanation of the unperturbed image is all zero (||Phi(x)|| = 0) but the "
-            "perturbed ones are not; returning NaN for them (normalise=False gives the "
-            "unnormalised value)",
+            f"{metric} is undefined for image(s) {np.flatnonzero(zero)[:10].tolist()}: the "
+            "explanation of the unperturbed image is all zero (||Phi(x)|| = 0), so a "
+            "relative change is 0/0 or x/0; returning NaN for them (normalise=False gives "
+            "the change in map units)",
             UndefinedMetricWarning,
             stacklevel=3,
         )
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = d_phi / np.where(zero, 1.0, phi0_norm)[:, None]
-    out[moved] = np.nan
+        ratio = d_phi / np.where(zero, 1.0, phi0_norm)[:, None]
+    out = np.ldexp(ratio, d_exp - k0[:, None])
+    out[zero] = np.nan
     return out
 
 
@@ -243,8 +272,12 @@ def max_sensitivity(
     Normalisation: ``normalise=True`` (default) divides by ``||Phi(x)||`` as Quantus
     and captum 0.9 (``captum.metrics.sensitivity_max``, checked) do; ``normalise=False``
     gives Yeh et al.'s unnormalised definition, in the explanation's units. Where
-    ``||Phi(x)|| = 0``: 0 if no perturbed explanation differs either, else NaN with an
-    :class:`~xeval.errors.UndefinedMetricWarning` (captum silently divides by 1 there).
+    ``||Phi(x)|| = 0`` (an all-zero explanation) the relative change is undefined: NaN
+    with an :class:`~xeval.errors.UndefinedMetricWarning`, whether or not the perturbed
+    explanations move (captum silently divides by 1 there); ``normalise=False`` gives
+    the change in map units. Norms are computed with an exact power-of-two rescaling, so
+    maps near the float limits (1e300, subnormals) give the same value as rescaled ones;
+    an unnormalised value beyond float64's range is an :class:`~xeval.errors.InputError`.
 
     Parameters
     ----------
@@ -286,7 +319,7 @@ def max_sensitivity(
     Yeh, Hsieh, Suggala, Inouye, Ravikumar (2019), "On the (In)fidelity and Sensitivity
     of Explanations", NeurIPS; captum ``captum.metrics.sensitivity_max``.
     """
-    d_phi, _, n0 = _sample_distances(
+    dist = _sample_distances(
         explain_fn,
         images,
         radius=radius,
@@ -297,7 +330,7 @@ def max_sensitivity(
         clip=clip,
         keys=keys,
     )
-    return _normalised(d_phi, n0, "max-sensitivity", normalise).max(axis=1)
+    return _normalised(dist, "max-sensitivity", normalise).max(axis=1)
 
 
 def avg_sensitivity(
@@ -334,7 +367,7 @@ def avg_sensitivity(
     ----------
     Yeh et al. (2019), "On the (In)fidelity and Sensitivity of Explanations", NeurIPS.
     """
-    d_phi, _, n0 = _sample_distances(
+    dist = _sample_distances(
         explain_fn,
         images,
         radius=radius,
@@ -345,7 +378,7 @@ def avg_sensitivity(
         clip=clip,
         keys=keys,
     )
-    return _normalised(d_phi, n0, "average sensitivity", normalise).mean(axis=1)
+    return _normalised(dist, "average sensitivity", normalise).mean(axis=1)
 
 
 def local_lipschitz(
@@ -386,7 +419,7 @@ def local_lipschitz(
     Alvarez-Melis & Jaakkola (2018), "On the Robustness of Interpretability Methods",
     ICML Workshop on Human Interpretability; Quantus ``LocalLipschitzEstimate``.
     """
-    d_phi, d_x, _ = _sample_distances(
+    d_phi, d_exp, d_x, _, _ = _sample_distances(
         explain_fn,
         images,
         radius=radius,
@@ -399,6 +432,7 @@ def local_lipschitz(
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(d_x > 0, d_phi / np.where(d_x > 0, d_x, 1.0), np.nan)
+    ratio = _unscale(ratio, d_exp, "the local Lipschitz estimate")
     empty = np.all(np.isnan(ratio), axis=1)
     if empty.any():
         warnings.warn(
