@@ -18,6 +18,7 @@ of request is a small streaming estimator here:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -30,20 +31,33 @@ from xeval.data.sample import Sample
 from xeval.engine.explain import checked_predict, explain_inputs, image_scores, to_native
 from xeval.errors import ConfigError
 from xeval.explainers.base import Explainer
+from xeval.metrics._validation import check_float32_safe, undefined
 from xeval.metrics.quantile import StreamingQuantile
+from xeval.metrics.threshold import constant_threshold_why
 
 __all__ = ["CALIBRATIONS", "calibrate"]
 
 
 class _Quantile:
+    """The quantile threshold; NaN with a warning when every validation pixel has the
+    same score (a constant validation set defines no threshold)."""
+
     def __init__(self, request: tuple, n_pixels: int) -> None:
         self.state = StreamingQuantile(float(request[1]), n_pixels)
+        self.lo, self.hi = math.inf, -math.inf
 
     def update(self, native: list[np.ndarray], scores: np.ndarray, det_scores) -> None:
         for m in native:
             self.state.update(m)
+            if m.size:
+                self.lo, self.hi = min(self.lo, float(m.min())), max(self.hi, float(m.max()))
 
     def result(self) -> float:
+        if self.lo == self.hi:
+            return undefined(
+                f"the {self.state.q:g} quantile threshold",
+                constant_threshold_why(self.lo, self.state.n_seen),
+            )
         return self.state.result()
 
 
@@ -96,8 +110,14 @@ def calibrate(
         category=category,
     ):
         scores, dmaps = checked_predict(det, rec.inputs.images)
+        check_float32_safe(dmaps, f"detector {det.name!r}: the maps", rec.ids)
         for e in explainers:
-            native = to_native(explain_inputs(e, det, rec.inputs, dmaps), rec.inputs.native_sizes)
+            native = to_native(
+                explain_inputs(e, det, rec.inputs, dmaps),
+                rec.inputs.native_sizes,
+                frame=rec.inputs.images.shape[-2:],
+                ids=rec.ids,
+            )
             s, _ = image_scores(e, scores, native)
             for st in states[e.name].values():
                 st.update(native, s, scores)

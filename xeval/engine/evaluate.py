@@ -21,7 +21,8 @@ from xeval.data.sample import Sample
 from xeval.engine.explain import checked_predict, explain_record
 from xeval.errors import UndefinedMetricWarning
 from xeval.explainers.base import Explainer
-from xeval.metrics.base import Explanation, Metric, MetricValue
+from xeval.metrics._validation import check_float32_safe
+from xeval.metrics.base import Explanation, Metric, MetricValue, check_aligned
 from xeval.progress import progress
 from xeval.record import Record
 
@@ -54,7 +55,9 @@ class MetricStates:
         only: set[str] | None = None,
     ) -> None:
         """Update the states of the metrics of ``stage`` (subset metrics: the rows of
-        their subset only; ``only``: these metric labels only)."""
+        their subset only; ``only``: these metric labels only). The explanation must
+        hold one map and score per sample of ``record``, whose ids are distinct."""
+        check_aligned(record, explanation, f"{explanation.explainer} explanation")
         for key, m in self.leader.items():
             if m.stage != stage or (only is not None and m.label not in only):
                 continue
@@ -108,6 +111,7 @@ def stream(
     n_batches = math.ceil(len(samples) / batch_size)
     for rec in progress(batches, total=n_batches, desc=f"{category}/{det.name} test"):
         scores, dmaps = checked_predict(det, rec.inputs.images)
+        check_float32_safe(dmaps, f"detector {det.name!r}: the maps", rec.ids)
         for e in explainers:
             expl = explain_record(
                 e, det, rec, scores, dmaps, calibration=calibration[e.name], probe=probes[e.name]
