@@ -570,9 +570,9 @@ def _p2_faithfulness_correlation_huge_attributions():
 
 
 def _p2_auroc_counts_beyond_int64():
-    # 3e9 positives tied with 3e9 negatives, plus one separated pair: exact U needs more
+    # 4e9 positives tied with 4e9 negatives, plus one separated pair: exact U needs more
     # than 63 bits
-    n = 3_000_000_000
+    n = 4_000_000_000
     s = ranking.RankSummary(
         thresholds=np.array([2.0, 1.0]),
         m=np.array([1, n], np.int64),
