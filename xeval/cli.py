@@ -16,14 +16,16 @@ def _demo(a) -> int:
     from xeval.protocols import load_config
 
     cfg = load_config("demo_quick" if a.quick else "demo")
-    res = run(cfg, out_dir=a.out or cfg.output, resume=not a.no_resume)
+    res = run(cfg, out_dir=a.out, resume=not a.no_resume)
     _summary(res)
     return 0
 
 
 def _run(a) -> int:
+    from xeval.adapters.imports import add_safe_imports
     from xeval.protocols import load_config
 
+    add_safe_imports(*a.allow_import)  # before the config is checked
     _check_config_argument(a.config)
     cfg = load_config(a.config)
     if a.check:
@@ -31,7 +33,7 @@ def _run(a) -> int:
         return 0
     from xeval.engine import run
 
-    res = run(cfg, out_dir=a.out or cfg.output, resume=not a.no_resume)
+    res = run(cfg, out_dir=a.out, resume=not a.no_resume)
     _summary(res)
     return 0
 
@@ -201,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="path to a YAML config, or a name in protocols/")
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--no-resume", action="store_true")
+    r.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let the config's detector recipes name objects of MODULE (your own code; "
+        "repeatable). A config alone can only name classes of scikit-learn, PyOD and anomalib",
+    )
     r.add_argument(
         "--check",
         action="store_true",

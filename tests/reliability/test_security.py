@@ -296,22 +296,22 @@ def test_cli_check_refuses_and_allow_import_permits(data, tmp_path, evil, capsys
     [
         ("output", "../escape"),
         ("output", "a/../../b"),
-        ("output", "/tmp/xeval-abs-out"),
+        ("output", "{tmp}/abs-out"),
         ("output", "~/xeval-out"),
         ("output", ".."),
         ("cache", "../cache"),
-        ("cache", "/tmp/xeval-abs-cache"),
+        ("cache", "{tmp}/abs-cache"),
     ],
 )
 def test_config_cannot_write_outside_the_current_folder(key, value, data, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    cfg = _toy_run_config(data, **{key: value})
+    cfg = _toy_run_config(data, **{key: value.format(tmp=tmp_path)})
     with safe_imports(_toy.MODULE), pytest.raises(ConfigError, match=f"{key}.*--out"):
         run(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
-    assert not Path("/tmp/xeval-abs-out").exists()
+    assert not any(work.iterdir())
 
 
 def test_relative_output_and_explicit_out(data, tmp_path, monkeypatch):
