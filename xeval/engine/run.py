@@ -275,7 +275,9 @@ def run(
     """
     if not isinstance(resume, bool):
         raise InputError(f"resume must be True or False, got {resume!r}")
-    out = claim_output(resolve_output(cfg, out_dir))
+    out = resolve_output(cfg, out_dir)
+    cache_dir = _cache_dir(cfg, out, cache_dir)  # checked before anything is written
+    out = claim_output(out)
     with OutputLock(out):
         return _run(cfg, out, resume=resume, cache_dir=cache_dir)
 
@@ -299,7 +301,6 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir) -> RunResult:
     t_start = time.perf_counter()
     part_dir = safe_join(out, ".partial", cfg.config_hash())
     part_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = _cache_dir(cfg, out, cache_dir)
     timings: dict = {}
     t = time.perf_counter()
     splits = load.load_dataset(cfg)
