@@ -14,11 +14,42 @@ from xeval.errors import DatasetError
 _EXTS = ", ".join(IMAGE_EXTENSIONS)
 
 
+def list_dir(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (DatasetError naming it when it cannot be listed)."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot list folder {folder}: {type(exc).__name__}: {exc.strerror or exc} "
+            "(expected a readable folder)"
+        ) from exc
+
+
+def subfolders(folder: Path) -> list[str]:
+    """Sorted names of the visible sub-folders of ``folder`` (none if no folder)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in list_dir(folder) if p.is_dir() and not p.name.startswith("."))
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (empty if no folder)."""
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+    return sorted((p for p in list_dir(folder) if is_image_file(p)), key=lambda p: p.name)
+
+
+def check_utf8_name(path: Path) -> None:
+    """File and folder names must be valid UTF-8: they become sample ids, which end up in
+    reports and tables (a name that is not is shown with escapes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = exc.object[exc.start].encode("utf-8", "surrogateescape")[:1]
+        raise DatasetError(
+            f"file name {str(path)!r} is not valid UTF-8 (byte 0x{byte.hex() or '??'}); "
+            "expected UTF-8 file and folder names: rename it"
+        ) from None
 
 
 def sample_id(category: str, root: Path, image_path: Path) -> str:
@@ -36,6 +67,9 @@ def make_sample(
     image_path: Path,
     mask_path: Path | None = None,
 ) -> Sample:
+    for p in (image_path, mask_path):
+        if p is not None:
+            check_utf8_name(p)
     label = 0 if defect == "good" else 1
     return Sample(
         id=sample_id(category, root, image_path),

@@ -20,6 +20,7 @@ patterns may be given, the first existing file wins.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,18 +33,68 @@ from xeval.registry import DATASETS
 __all__ = ["load_folder"]
 
 
-def _glob(root: Path, pattern: str) -> list[Path]:
-    """Image files matching ``pattern`` under ``root``, sorted by relative path."""
+_FIELDS = ("defect", "stem", "name", "ext")
+
+
+def _check_relative(root: Path, pattern, what: str, example: str) -> None:
+    """``pattern`` is a non-empty string relative to ``root`` that stays inside it."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise DatasetError(
+            f"{what} {pattern!r} under the dataset root {root} must be a non-empty string "
+            f"(expected e.g. {example!r})"
+        )
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
         raise DatasetError(
-            f"glob pattern {pattern!r} must be relative to the dataset root {root} "
-            "(expected e.g. 'train/good/*')"
+            f"{what} {pattern!r} must be relative to the dataset root {root} and stay "
+            f"inside it (expected e.g. {example!r})"
         )
-    return sorted((p for p in root.glob(pattern) if is_image_file(p)), key=lambda p: p.as_posix())
+
+
+def _glob(root: Path, pattern: str) -> list[Path]:
+    """Image files matching ``pattern`` under ``root``, sorted by relative path."""
+    _check_relative(root, pattern, "glob pattern", "train/good/*")
+    try:
+        found = [p for p in root.glob(pattern) if is_image_file(p)]
+    except (ValueError, IndexError, NotImplementedError, OSError) as exc:
+        raise DatasetError(
+            f"glob pattern {pattern!r} under the dataset root {root} is not valid: "
+            f"{type(exc).__name__}: {exc} (expected e.g. 'train/good/*' or 'train/**/*.png')"
+        ) from exc
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _check_mask_pattern(root: Path, pattern) -> None:
+    """A mask pattern uses only the plain placeholders (no index, attribute, conversion
+    or format spec) and names a path inside ``root``."""
+    _check_relative(root, pattern, "mask pattern", "ground_truth/{defect}/{stem}_mask.png")
+    expected = "(expected only the placeholders {defect}, {stem}, {name}, {ext})"
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise DatasetError(
+            f"mask pattern {pattern!r} of the dataset root {root} is not a valid format "
+            f"string: {exc} {expected}"
+        ) from exc
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        shown = "{" + field + (f"!{conversion}" if conversion else "")
+        shown += (f":{spec}" if spec else "") + "}"
+        if field not in _FIELDS:
+            raise DatasetError(
+                f"mask pattern {pattern!r} of the dataset root {root} uses an unknown "
+                f"placeholder {shown} {expected}"
+            )
+        if spec or conversion:
+            raise DatasetError(
+                f"mask pattern {pattern!r} of the dataset root {root} uses the placeholder "
+                f"{shown} with a conversion or format spec {expected}"
+            )
 
 
 def _mask_for(root: Path, image: Path, patterns: Sequence[str]) -> tuple[Path | None, list[Path]]:
-    """First existing mask among ``patterns`` for ``image``, and the candidates tried."""
+    """First existing mask among ``patterns`` (checked by :func:`_check_mask_pattern`)
+    for ``image``, and the candidates tried."""
     fields = {
         "defect": image.parent.name,
         "stem": image.stem,
@@ -52,13 +103,7 @@ def _mask_for(root: Path, image: Path, patterns: Sequence[str]) -> tuple[Path | 
     }
     tried: list[Path] = []
     for pattern in patterns:
-        try:
-            rel = pattern.format(**fields)
-        except (KeyError, IndexError) as exc:
-            raise DatasetError(
-                f"mask pattern {pattern!r} uses an unknown placeholder {exc} "
-                "(expected only {defect}, {stem}, {name}, {ext})"
-            ) from exc
+        rel = pattern.format(**fields)
         cand = root / rel
         tried.append(cand)
         if cand.is_file():
@@ -121,6 +166,8 @@ def load_folder(
         if isinstance(mask_pattern, str)
         else list(mask_pattern)
     )
+    for pattern in patterns:
+        _check_mask_pattern(r, pattern)
     train_files = _glob(r, train_glob)
     normal_files = _glob(r, test_normal_glob)
     taken = set(train_files) | set(normal_files)

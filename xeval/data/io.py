@@ -49,29 +49,84 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
 
-def _raw_array(path: Path) -> np.ndarray:
-    """The stored pixel array of an image file, without any conversion."""
+def _open_tiff(path: Path, *, data: bool) -> tuple[np.ndarray, str]:
+    """``(array, axes)`` of the first series of a TIFF file (``data=False``: a zero-copy
+    stand-in of its shape, to interpret the layout without reading the pixels)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = str(series.axes)
+        if data:
+            return np.asarray(series.asarray()), axes
+        return np.broadcast_to(np.zeros((), dtype=series.dtype), tuple(series.shape)), axes
+
+
+def _as_hwc(arr: np.ndarray, axes: str = "") -> np.ndarray:
+    """The pixel array as ``(H, W)`` or ``(H, W, C)``: a TIFF's samples axis (``S`` in
+    ``axes``, e.g. planar RGB stored as ``(3, H, W)``) moved last, leading singleton
+    axes (pages, planes) dropped. Pillow arrays are already ``(H, W[, C])``."""
+    if "S" in axes and arr.ndim == len(axes) and axes.index("S") != arr.ndim - 1:
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    return arr
+
+
+def _raw_array(path: Path, *, what: str = "image", palette: str = "colours") -> np.ndarray:
+    """The stored pixel array of an image file as ``(H, W)`` or ``(H, W, C)``, without
+    any conversion of values (palette images: their colours, or with
+    ``palette="indices"`` their indices); native byte order; at least 1x1 pixels."""
     if not path.is_file():
-        raise DatasetError(f"image file {path} does not exist (expected a readable file)")
+        raise DatasetError(f"{what} file {path} does not exist (expected a readable file)")
     try:
         if path.suffix.lower() in _TIFF:
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
-        with Image.open(path) as img:
-            if img.mode == "P":
-                # Palette images: keep the colours for images, indices are meaningless.
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                img = img.convert("RGB")
-            return np.asarray(img)
+            arr = _as_hwc(*_open_tiff(path, data=True))
+        else:
+            with Image.open(path) as img:
+                if img.mode == "P" and palette == "colours":
+                    # Palette images: keep the colours for images, indices are meaningless.
+                    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+                elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    img = img.convert("RGB")
+                arr = np.asarray(img)
     except DatasetError:
         raise
     except Exception as exc:  # corrupt or unsupported file
         raise DatasetError(
-            f"cannot read image file {path}: {type(exc).__name__}: {exc} "
+            f"cannot read {what} file {path}: {type(exc).__name__}: {exc} "
             f"(expected one of {', '.join(IMAGE_EXTENSIONS)})"
         ) from exc
+    _check_not_empty(arr.shape, path, what)
+    if not arr.dtype.isnative:  # e.g. big-endian 16-bit TIFF or Pillow mode I;16B
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _check_not_empty(shape: tuple[int, ...], path: Path, what: str) -> None:
+    if len(shape) < 2 or shape[0] < 1 or shape[1] < 1:
+        raise DatasetError(
+            f"{what} file {path} has zero size: pixel array of shape {tuple(shape)} "
+            "(expected at least 1x1 pixels)"
+        )
+
+
+def _image_layout(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``(H, W, C)`` with C in 1..4 -> ``(H, W, 3)`` (gray replicated, alpha dropped)."""
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 2:  # gray + alpha
+        arr = np.repeat(arr[..., :1], 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 4:  # RGBA
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise DatasetError(
+            f"image file {path} has pixel array shape {arr.shape} "
+            "(expected (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA)"
+        )
+    return arr
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -90,33 +145,27 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"image file {p} does not exist (expected a readable file)")
+    if p.suffix.lower() in _TIFF:
+        # read as read_image reads it (tifffile, samples axis last), from the header only
+        try:
+            shape = _as_hwc(*_open_tiff(p, data=False)).shape
+        except Exception as exc:
+            raise DatasetError(
+                f"cannot read the header of image file {p}: {type(exc).__name__}: {exc}"
+            ) from exc
+        _check_not_empty(shape, p, "image")
+        _image_layout(np.broadcast_to(np.zeros((), np.uint8), shape), p)  # same checks
+        return int(shape[0]), int(shape[1])
     try:
         with Image.open(p) as img:  # lazy: reads the header only
             w, h = img.size
-            return int(h), int(w)
-    except Exception:
-        pass
-    if p.suffix.lower() in _TIFF:
-        try:
-            import tifffile
-
-            with tifffile.TiffFile(p) as tif:
-                shape = tif.series[0].shape
-            arr_shape = _squeeze_shape(shape)
-            return int(arr_shape[0]), int(arr_shape[1])
-        except Exception as exc:
-            raise DatasetError(f"cannot read the header of image file {p}: {exc}") from exc
-    raise DatasetError(
-        f"cannot read the header of image file {p} (expected one of {', '.join(IMAGE_EXTENSIONS)})"
-    )
-
-
-def _squeeze_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Drop leading singleton axes (e.g. a 1-page TIFF stored as (1, H, W))."""
-    shape = tuple(shape)
-    while len(shape) > 2 and shape[0] == 1:
-        shape = shape[1:]
-    return shape
+    except Exception as exc:
+        raise DatasetError(
+            f"cannot read the header of image file {p}: {type(exc).__name__}: {exc} "
+            f"(expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        ) from exc
+    _check_not_empty((h, w), p, "image")
+    return int(h), int(w)
 
 
 def _to_unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -171,22 +220,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         The file is missing, unreadable, or not a 2-D gray / RGB(A) image.
     """
     p = Path(path)
-    arr = _raw_array(p)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # channel-first TIFF
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    elif arr.ndim == 3 and arr.shape[-1] == 2:  # gray + alpha
-        arr = np.repeat(arr[..., :1], 3, axis=-1)
-    elif arr.ndim == 3 and arr.shape[-1] == 4:  # RGBA
-        arr = arr[..., :3]
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise DatasetError(
-            f"image file {p} has pixel array shape {arr.shape} "
-            "(expected (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA)"
-        )
+    arr = _image_layout(_raw_array(p), p)
     return np.ascontiguousarray(_to_unit_float(arr, p))
 
 
@@ -235,19 +269,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"mask file {p} does not exist (expected a binary mask image)")
-    try:
-        if p.suffix.lower() in _TIFF:
-            import tifffile
-
-            arr = np.asarray(tifffile.imread(p))
-        else:
-            with Image.open(p) as img:
-                arr = np.asarray(img)  # palette ("P") masks: indices
-    except Exception as exc:
-        raise DatasetError(f"cannot read mask file {p}: {type(exc).__name__}: {exc}") from exc
-    arr = _single_channel(arr, p, "mask")
+    arr = _single_channel(_raw_array(p, what="mask", palette="indices"), p, "mask")
     if arr.dtype == bool:
         return arr.copy()
+    if arr.dtype.kind not in "iuf":
+        raise DatasetError(
+            f"mask file {p} holds pixels of type {arr.dtype} (expected integers, booleans "
+            "or floats holding only 0/255 or 0/1)"
+        )
     values = np.unique(arr)
     allowed = [{0, 1}, {0, 255}] + ([{0, 65535}] if arr.dtype == np.uint16 else [])
     vset = {v.item() for v in values}

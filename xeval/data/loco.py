@@ -36,8 +36,10 @@ from PIL import Image
 from xeval.data._common import (
     category_dir,
     check_images_readable,
+    list_dir,
     list_images,
     make_sample,
+    subfolders,
     validate_split,
 )
 from xeval.data.io import _single_channel, image_size
@@ -96,7 +98,7 @@ def read_defects_config(path: str | os.PathLike) -> dict[int, LocoDefect]:
         raise DatasetError(f"defects configuration {p} does not exist ({_EXPECTED_ENTRY})")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DatasetError(
             f"cannot read defects configuration {p}: {type(exc).__name__}: {exc} "
             f"({_EXPECTED_ENTRY})"
@@ -189,7 +191,7 @@ def _gt_files(gt_dir: Path) -> list[Path]:
     if not gt_dir.is_dir():
         return []
     return sorted(
-        (p for p in gt_dir.iterdir() if p.suffix.lower() == ".png" and p.name[0] != "."),
+        (p for p in list_dir(gt_dir) if p.suffix.lower() == ".png" and p.name[0] != "."),
         key=lambda p: p.name,
     )
 
@@ -239,12 +241,13 @@ def _check_orphan_gt(cat_dir: Path, test: list[Sample]) -> None:
     if not gt_root.is_dir():
         return
     have = {(s.defect, s.image_path.stem) for s in test if s.label == 1}
-    for type_dir in sorted(p for p in gt_root.iterdir() if p.is_dir() and p.name[0] != "."):
-        for d in sorted(p for p in type_dir.iterdir() if p.is_dir() and p.name[0] != "."):
-            if (type_dir.name, d.name) not in have:
+    for kind in subfolders(gt_root):
+        for name in subfolders(gt_root / kind):
+            d = gt_root / kind / name
+            if (kind, name) not in have:
                 raise DatasetError(
                     f"ground-truth folder {d} has no anomalous test image "
-                    f"(expected {cat_dir / 'test' / type_dir.name / d.name}.png)"
+                    f"(expected {cat_dir / 'test' / kind / name}.png)"
                 )
 
 
@@ -263,7 +266,7 @@ def list_loco_categories(root: str | os.PathLike) -> list[str]:
         raise DatasetError(f"dataset root {r} does not exist or is not a folder")
     cats = sorted(
         p.name
-        for p in r.iterdir()
+        for p in list_dir(r)
         if p.is_dir()
         and not p.name.startswith(".")
         and ((p / "train").is_dir() or (p / "test").is_dir() or (p / CONFIG_NAME).is_file())
@@ -319,11 +322,7 @@ def load_mvtec_loco(
     config = read_defects_config(config_path)
     test: list[Sample] = []
     test_dir = cat_dir / "test"
-    types = (
-        sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name[0] != ".")
-        if test_dir.is_dir()
-        else []
-    )
+    types = subfolders(test_dir)
     for kind in types:
         for img in list_images(test_dir / kind):
             s = make_sample(

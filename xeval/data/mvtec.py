@@ -19,8 +19,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xeval.data._common import category_dir, list_images, make_sample, validate_split
-from xeval.data.io import IMAGE_EXTENSIONS
+from xeval.data._common import (
+    category_dir,
+    list_dir,
+    list_images,
+    make_sample,
+    subfolders,
+    validate_split,
+)
+from xeval.data.io import IMAGE_EXTENSIONS, is_image_file
 from xeval.data.sample import Sample
 from xeval.data.split import CategorySplit
 from xeval.errors import DatasetError
@@ -48,7 +55,7 @@ def list_categories(root: str | os.PathLike) -> list[str]:
     _check_root(r)
     cats = sorted(
         p.name
-        for p in r.iterdir()
+        for p in list_dir(r)
         if p.is_dir()
         and not p.name.startswith(".")
         and ((p / "train").is_dir() or (p / "test").is_dir())
@@ -74,6 +81,15 @@ def find_mask(gt_dir: Path, stem: str) -> Path | None:
                 p = gt_dir / f"{name}{e}"
                 if p.is_file():
                     return p
+    # the extension in any other case (".Png"), as images are listed
+    by_name = {}
+    for p in sorted(list_dir(gt_dir), key=lambda p: p.name):
+        if is_image_file(p):
+            by_name.setdefault((p.stem, p.suffix.lower()), p)
+    for name in (f"{stem}_mask", stem):
+        for ext in IMAGE_EXTENSIONS:
+            if (name, ext) in by_name:
+                return by_name[name, ext]
     return None
 
 
@@ -82,7 +98,7 @@ def _test_samples(category: str, cat_dir: Path, *, validate: bool) -> list[Sampl
     out: list[Sample] = []
     if not test_dir.is_dir():
         return out
-    defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name[0] != ".")
+    defects = subfolders(test_dir)
     for defect in defects:
         gt_dir = cat_dir / "ground_truth" / defect
         for img in list_images(test_dir / defect):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xeval.data.sample import Sample
+from xeval.errors import DatasetError
 
 __all__ = ["CategorySplit"]
 
@@ -73,8 +74,17 @@ class CategorySplit:
                     rel = p.relative_to(root).as_posix()
                 except ValueError:
                     rel = p.as_posix()
-                h.update(f"{s.id}|{s.split}|{s.label}|{s.defect}|{rel}|".encode())
+                # surrogateescape: names that are not UTF-8 hash as their bytes
+                h.update(
+                    f"{s.id}|{s.split}|{s.label}|{s.defect}|{rel}|".encode(errors="surrogateescape")
+                )
                 h.update(str(p.stat().st_size if p.exists() else -1).encode() + b"\n")
                 if content and p.exists():
-                    h.update(hashlib.sha256(p.read_bytes()).digest())
+                    try:
+                        h.update(hashlib.sha256(p.read_bytes()).digest())
+                    except OSError as exc:
+                        raise DatasetError(
+                            f"cannot read {p} to fingerprint the dataset: "
+                            f"{type(exc).__name__}: {exc.strerror or exc}"
+                        ) from exc
         return h.hexdigest()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import shutil
 import tempfile
@@ -37,7 +38,7 @@ from PIL import Image
 from xeval.data.defects import DEFECT_KINDS, make_defect
 from xeval.data.mvtec import load_mvtec
 from xeval.data.split import CategorySplit
-from xeval.errors import InputError
+from xeval.errors import DatasetError, InputError
 from xeval.progress import progress
 from xeval.registry import DATASETS
 from xeval.rng import rng as make_rng
@@ -192,7 +193,15 @@ def textures_params(
         "n_test_good": n_test_good,
         "n_test_defect_per_kind": n_test_defect_per_kind,
     }
+    for k, v in given.items():
+        if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool)):
+            raise InputError(f"{k} must be an integer, got {v!r}")
     base.update({k: int(v) for k, v in given.items() if v is not None})
+    for what, names in (("categories", categories), ("defects", defects)):
+        if names is not None and (
+            isinstance(names, str) or not all(isinstance(n, str) for n in names)
+        ):
+            raise InputError(f"{what} must be a list of names, got {names!r}")
     cats = (
         list(categories)
         if categories is not None
@@ -325,8 +334,24 @@ def load_textures(
     Accepts the keyword arguments of :func:`build_textures`.
     """
     path = build_textures(root, seed=seed, quick=quick, **params)
-    cats = json.loads((path / _CARD).read_text(encoding="utf-8"))["categories"]
-    return {c: load_mvtec(path, c) for c in cats}
+    return {c: load_mvtec(path, c) for c in _card_categories(path / _CARD)}
+
+
+def _card_categories(card: Path) -> list[str]:
+    """The categories listed by the dataset card of a built benchmark."""
+    fix = f"(expected the card written by build_textures; delete {card.parent} to rebuild it)"
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DatasetError(
+            f"cannot read the dataset card {card}: {type(exc).__name__}: {exc} {fix}"
+        ) from exc
+    cats = data.get("categories") if isinstance(data, dict) else None
+    if not (isinstance(cats, list) and cats and all(isinstance(c, str) and c for c in cats)):
+        raise DatasetError(
+            f"the dataset card {card} lists categories {cats!r} (a list of category names) {fix}"
+        )
+    return cats
 
 
 @DATASETS.register(name="textures")
