@@ -24,6 +24,7 @@ and are kept *for old configs only*: faithfulness ``steps: 10`` and robustness
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -106,6 +107,16 @@ def check_mapping(m: Mapping, where: str, *, allowed: set[str] | None = None) ->
                 not unknown,
                 f"{where}.{key}: unknown key(s) {unknown}; allowed: {sorted(keys)}",
             )
+            for opt, v in val.items():
+                at = f"{where}.{key}.{opt}"
+                if opt in ("steps", "max_images", "n_samples"):
+                    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                    _expect(ok, f"{at} must be an integer >= 1, got {v!r}")
+                elif opt == "radius":
+                    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                    _expect(ok and math.isfinite(v), f"{at} must be a number > 0, got {v!r}")
+                elif opt == "substrate":
+                    _expect(isinstance(v, str), f"{at} must be a substrate name, got {v!r}")
 
 
 def merge_overrides(base: Mapping, override: Mapping) -> dict:
