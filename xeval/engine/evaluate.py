@@ -57,7 +57,7 @@ class MetricStates:
         """Update the states of the metrics of ``stage`` (subset metrics: the rows of
         their subset only; ``only``: these metric labels only). The explanation must
         hold one map and score per sample of ``record``, whose ids are distinct."""
-        check_aligned(record, explanation, f"{explanation.explainer} explanation")
+        check_aligned(record, explanation, explanation.explainer, what="explainer")
         for key, m in self.leader.items():
             if m.stage != stage or (only is not None and m.label not in only):
                 continue

@@ -212,11 +212,12 @@ class MetricValue:
     excluded: dict = field(default_factory=dict)
 
 
-def check_aligned(record, explanation: Explanation, metric: str) -> None:
+def check_aligned(record, explanation: Explanation, metric: str, *, what: str = "metric") -> None:
     """Raise unless ``explanation`` holds one map, native map and score per sample of
-    ``record``, in the record's order, and the record's ids are distinct."""
+    ``record``, in the record's order, and the record's ids are distinct (errors name
+    ``what`` ``metric``, e.g. the metric's label)."""
     n = len(record)
-    check_ids(record.ids, n, f"metric {metric!r}")
+    check_ids(record.ids, n, f"{what} {metric!r}")
     sizes = {
         "maps": len(explanation.maps),
         "native maps": len(explanation.native),
@@ -229,7 +230,7 @@ def check_aligned(record, explanation: Explanation, metric: str) -> None:
         got = ", ".join(f"{v} {k}" for k, v in bad.items())
         shown = list(record.ids[:5]) + (["..."] if n > 5 else [])
         raise InputError(
-            f"metric {metric!r}: the explanation holds {got} for the {n} images of the "
+            f"{what} {metric!r}: the explanation holds {got} for the {n} images of the "
             f"record (ids {shown}); expected one per image, in the record's order"
         )
 
