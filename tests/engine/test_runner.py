@@ -103,7 +103,10 @@ def test_numbers_equal_direct_metric_calls(split):
     for b in iter_batches(split.test, batch_size=3, image_size=(16, 16)):
         s, mm = det.predict(b.inputs.images)
         scores += s.tolist()
-        maps += [M.resize_to(m, sz) for m, sz in zip(mm, b.inputs.native_sizes, strict=True)]
+        maps += [
+            M.resize_to(m, sz, frame=m.shape)  # the 24x20 images were squashed to 16x16
+            for m, sz in zip(mm, b.inputs.native_sizes, strict=True)
+        ]
     labels = [s.label for s in split.test]
     assert rows["native", "pixel_auroc"]["value"] == pytest.approx(M.pixel_auroc(masks, maps))
     assert rows["native", "aupro@0.3"]["value"] == pytest.approx(M.aupro(masks, maps))
@@ -111,7 +114,7 @@ def test_numbers_equal_direct_metric_calls(split):
     vmaps = []
     for b in iter_batches(val, batch_size=8, image_size=(16, 16), with_masks=False):
         vmaps += [
-            M.resize_to(m, sz)
+            M.resize_to(m, sz, frame=m.shape)
             for m, sz in zip(det.predict(b.inputs.images)[1], b.inputs.native_sizes, strict=True)
         ]
     t = M.normal_threshold(vmaps, quantile=0.99)

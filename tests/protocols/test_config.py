@@ -123,11 +123,13 @@ def test_metric_list_is_built_from_the_registry():
         ({"dataset": {"format": "textures", "quick": "yes"}}, r"option 'quick' must be true"),
         ({"detectors": [{"kind": "conv_autoencoder", "params": {"epochz": 1}}]}, r"epochz"),
         ({"evaluation": {"subset": "random"}}, r"evaluation.subset must be one of"),
-        ({"evaluation": {"bootstrap": -1}}, r"bootstrap must be an integer >= 0"),
+        ({"evaluation": {"bootstrap": -1}}, r"bootstrap must be an integer >= 1"),
+        ({"evaluation": {"bootstrap": 0}}, r"bootstrap must be an integer >= 1"),
         ({"evaluation": {"typo": 1}}, r"evaluation: unknown key"),
         ({"report": {"figures": "yes"}}, r"report.figures must be true or false"),
         ({"seed": True}, r"seed must be an integer"),
-        ({"cache": 3}, r"cache must be true/false or a folder"),
+        ({"cache": 3}, r"cache must be true/false .* or a folder"),
+        ({"cache": "false"}, r"cache must be true/false .* or a folder"),
     ],
 )
 def test_every_option_is_checked_against_its_registry_entry(patch, match):

@@ -65,9 +65,21 @@ def explain_inputs(
     return a
 
 
-def to_native(a: np.ndarray, sizes) -> list[np.ndarray]:
-    """Each map bilinearly resized to its image's native (mask) size."""
-    return [resize_to(a[i], sizes[i]) for i in range(a.shape[0])]
+def to_native(a: np.ndarray, sizes, *, frame=None, ids=None) -> list[np.ndarray]:
+    """Each map bilinearly resized to its image's native (mask) size. ``frame``: the
+    ``(H, W)`` the images were resized to for the detector; a map must have its aspect
+    ratio (an error naming the sample otherwise), and resizing it to the native size
+    undoes that resize. ``frame=None``: the maps' own grid is taken as that frame (no
+    aspect check; for maps already checked)."""
+    return [
+        resize_to(
+            a[i],
+            sizes[i],
+            frame=a.shape[-2:] if frame is None else frame,
+            name=f"the map of sample {ids[i]!r}" if ids is not None else f"map {i}",
+        )
+        for i in range(a.shape[0])
+    ]
 
 
 def image_scores(expl: Explainer, det_scores: np.ndarray, native: list[np.ndarray]):
@@ -91,7 +103,13 @@ def explain_record(
     the native resolution, image scores, calibration, probe context)."""
     flags: list[bool] = []
     a = explain_inputs(expl, det, record.inputs, det_maps, flags=flags)
-    native = to_native(a, record.inputs.native_sizes)
+    images = record.inputs.images
+    native = to_native(
+        a,
+        record.inputs.native_sizes,
+        frame=None if images is None else images.shape[-2:],
+        ids=record.ids,
+    )
     scores, note = image_scores(expl, det_scores, native)
     return Explanation(
         explainer=expl.name,

@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -154,18 +155,33 @@ class EvaluationSettings:
 
     validation_fraction:
         Fraction of the normal training images held out (seeded) for calibration
-        (thresholds, score spread); formats with a validation split use it instead.
+        (thresholds, score spread), in (0, 1); formats with a validation split use it
+        instead. A fraction that leaves no validation or no fit image is an error.
     bootstrap:
-        Bootstrap resamples of the confidence intervals (0: none).
+        Bootstrap resamples of the confidence intervals: a positive integer.
     subset:
         How costly metrics pick their ``max_images`` images: ``"stratified"`` (default:
         seeded, balanced over defect types) or ``"first"`` (the first ones in test
         order; one defect type can dominate).
+
+    Checked on construction (:class:`~xeval.errors.ConfigError` naming the key).
     """
 
     validation_fraction: float = 0.2
     bootstrap: int = 1000
     subset: str = "stratified"
+
+    def __post_init__(self) -> None:
+        vf = self.validation_fraction
+        _expect(
+            isinstance(vf, numbers.Real) and not isinstance(vf, bool) and 0 < vf < 1,
+            f"evaluation.validation_fraction must be in (0, 1), got {vf!r}",
+        )
+        _int(self.bootstrap, "evaluation.bootstrap", minimum=1)
+        _expect(
+            self.subset in SUBSET_STRATEGIES,
+            f"evaluation.subset must be one of {SUBSET_STRATEGIES}, got {self.subset!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -251,6 +267,93 @@ def _bool(v, where: str) -> bool:
     return v
 
 
+#: Bounds of a configuration document, aliases expanded: values plus characters of
+#: strings, and nesting depth. YAML anchors / aliases are shared by ``yaml.safe_load``
+#: but expand in every use of the value (a "billion laughs" document of 500 bytes is
+#: 10**9 strings once printed in an error message or hashed).
+MAX_DOCUMENT_SIZE = 1_000_000
+MAX_DOCUMENT_DEPTH = 64
+
+
+def _key_path(path: tuple) -> str:
+    out = ""
+    for k in path:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out or "<top level>"
+
+
+def _check_document(raw, where: str) -> None:
+    """Check a parsed document before anything reads it: its size with aliases
+    expanded and its depth are bounded, no value contains itself, keys are strings,
+    numbers are finite and values are of the plain YAML types (no ``!!set``, no
+    ``!!binary``). Walks every distinct value once, without recursion."""
+    sizes: dict[int, int] = {}  # id of a measured container -> its expanded size
+    open_ids: set[int] = set()
+    stack: list[list] = []  # [container, path, iterator over its items, size so far]
+
+    def value_size(v, path: tuple) -> int | None:
+        """Size of a leaf, or of a container already measured; None: push it."""
+        if isinstance(v, str):
+            return 1 + len(v)
+        if isinstance(v, Mapping | list | tuple):
+            if id(v) in sizes:
+                return sizes[id(v)]
+            if id(v) in open_ids:
+                raise ConfigError(
+                    f"{where}: {_key_path(path)} contains itself (a recursive YAML alias)"
+                )
+            if len(path) >= MAX_DOCUMENT_DEPTH:
+                raise ConfigError(
+                    f"{where}: {_key_path(path)} is nested more than {MAX_DOCUMENT_DEPTH} "
+                    "levels deep (expected a configuration of reasonable depth)"
+                )
+            items = iter(v.items()) if isinstance(v, Mapping) else iter(enumerate(v))
+            open_ids.add(id(v))
+            stack.append([v, path, items, 1])
+            return None
+        if isinstance(v, set | frozenset | bytes | bytearray):
+            raise ConfigError(
+                f"{where}: {_key_path(path)} is {type(v).__name__} {v!r:.60} (YAML !!set / "
+                "!!binary); expected a string, a number, true/false, null, a list or a mapping"
+            )
+        if isinstance(v, numbers.Real) and not math.isfinite(v):
+            raise ConfigError(f"{where}: {_key_path(path)} must be a finite number, got {v!r}")
+        return 1
+
+    total = value_size(raw, ())
+    while stack:
+        frame = stack[-1]
+        item = next(frame[2], None)
+        if item is None:  # a container measured: add it to its parent
+            stack.pop()
+            open_ids.discard(id(frame[0]))
+            sizes[id(frame[0])] = frame[3]
+            if stack:
+                stack[-1][3] += frame[3]
+            else:
+                total = frame[3]
+            path = frame[1]
+        else:
+            key, value = item
+            path = (*frame[1], key)
+            if isinstance(frame[0], Mapping):
+                if not isinstance(key, str):
+                    raise ConfigError(
+                        f"{where}: {_key_path(frame[1])} has the key {key!r} of type "
+                        f"{type(key).__name__} (expected string keys)"
+                    )
+                frame[3] += len(key)
+            size = value_size(value, path)
+            if size is not None:
+                frame[3] += size
+        if (sum(f[3] for f in stack) if stack else total) > MAX_DOCUMENT_SIZE:
+            raise ConfigError(
+                f"{where}: {_key_path(path[:1])} is too large: more than {MAX_DOCUMENT_SIZE} "
+                "values and characters once its YAML aliases are expanded (expected a "
+                "configuration of reasonable size; an alias 'bomb' is refused)"
+            )
+
+
 def _component(spec, where: str, *, what: str) -> tuple[str, dict]:
     if isinstance(spec, str):
         return spec, {}
@@ -273,7 +376,7 @@ def _parse_dataset(ds, where: str) -> ComponentSpec:
     _expect(isinstance(ds, Mapping), f"{where}: 'dataset' must be a mapping, got {ds!r}")
     fmt = ds.get("format")
     _expect(
-        fmt in DATASETS,
+        isinstance(fmt, str) and fmt in DATASETS,
         f"{where}: dataset.format must be one of {DATASETS.names()}, got {fmt!r}",
     )
     opts = {k: v for k, v in ds.items() if k != "format"}
@@ -352,8 +455,17 @@ def _parse_metric_list(lst, where: str) -> list[ComponentSpec]:
 def _load_recipe(spec, where: str) -> dict:
     """A detector entry: a recipe name (file in adapters/), a path, or an inline dict."""
     if isinstance(spec, str):
-        path = find_asset("adapters", spec)
-        recipe = yaml.safe_load(path.read_text()) or {}
+        try:
+            path = find_asset("adapters", spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # e.g. a name too long for a file name
+            raise ConfigError(
+                f"{where}: detector recipe {spec[:80]!r} is not a recipe name or file "
+                f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"
+            ) from exc
+        recipe = _read_yaml(path, f"{where}: detector recipe {path}") or {}
+        _check_document(recipe, f"{where}: detector recipe {path}")
         _expect(isinstance(recipe, Mapping), f"{where}: detector recipe {path} must be a mapping")
         return dict(recipe)
     _expect(
@@ -409,6 +521,7 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
     from xeval.adapters.registry import check_recipe
 
     where = source or "config"
+    _check_document(raw, where)  # bounded, acyclic, plain: before any message shows it
     _expect(isinstance(raw, Mapping), f"{where}: a configuration must be a mapping, got {raw!r}")
     _check_keys(raw, _TOP_KEYS, where)
     for key in ("dataset", "detectors", "explainers"):
@@ -451,7 +564,7 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
         isinstance(vf, int | float) and not isinstance(vf, bool) and 0 < vf < 1,
         f"{where}: validation_fraction must be in (0, 1), got {vf!r}",
     )
-    boot = _int(evaluation.get("bootstrap", 1000), f"{where}: bootstrap", minimum=0)
+    boot = _int(evaluation.get("bootstrap", 1000), f"{where}: bootstrap", minimum=1)
     subset = evaluation.get("subset", "stratified")
     _expect(
         subset in SUBSET_STRATEGIES,
@@ -538,18 +651,36 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
     )
 
 
+def _read_yaml(path: Path, what: str):
+    """``yaml.safe_load`` of a file (UTF-8, or UTF-16 with a BOM); ConfigError naming
+    ``what`` when it cannot be read or is not YAML."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        return yaml.safe_load(data)
+    except RecursionError as exc:
+        raise ConfigError(f"{what}: not valid YAML (nested too deeply)") from exc
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # also bad !!int, dates
+        raise ConfigError(f"{what}: not valid YAML ({type(exc).__name__}: {exc})") from exc
+
+
 def load_config(path_or_name: str | Path) -> RunConfig:
     """Read a run configuration from a YAML file, or a protocol name in ``protocols/``."""
     p = Path(path_or_name)
-    if not p.is_file():
-        looks_like_path = p.suffix in (".yaml", ".yml") or len(p.parts) > 1
-        if looks_like_path:
-            raise ConfigError(f"config file not found: {p}")
-        p = find_asset("protocols", str(path_or_name))
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+        if not p.is_file():
+            looks_like_path = p.suffix in (".yaml", ".yml") or len(p.parts) > 1
+            if looks_like_path:
+                raise ConfigError(f"config file not found: {p}")
+            p = find_asset("protocols", str(path_or_name))
+    except (OSError, ValueError) as exc:  # e.g. a name too long for a file name
+        raise ConfigError(
+            f"config file {str(path_or_name)[:200]!r} cannot be opened "
+            f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"
+        ) from exc
+    raw = _read_yaml(p, str(p))
     cfg = parse_config(raw, source=str(p))
     # relative dataset paths are relative to the config file
     path = cfg.dataset.params.get("path")
