@@ -35,8 +35,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from xeval.checks import check_bool, check_positive_int
 from xeval.checks import check_images as _check_images
-from xeval.checks import check_positive_int
 from xeval.errors import InputError, UndefinedMetricWarning
 from xeval.metrics._validation import check_map, pow2_scale
 from xeval.metrics.base import PerImageMetric
@@ -475,7 +475,7 @@ class _Sensitivity(PerImageMetric):
         self.radius = _check_radius(radius)
         self.n_samples = check_positive_int(n_samples, "n_samples")
         self.norm = _check_norm(norm)
-        self.normalise = bool(normalise)
+        self.normalise = check_bool(normalise, "normalise")
         check_positive_int(max_images, "max_images")
 
     def _kwargs(self) -> dict:
