@@ -364,3 +364,18 @@ def test_p4_same_aspect_maps_are_resized_to_the_mask(gt, tmp_path, shape):
     ]
     df = score_folder(maps, gt, categories=["a"])
     assert df.loc[0, "pixel_auroc"] == pytest.approx(M.pixel_auroc(masks, amaps), abs=1e-12)
+
+
+def test_mean_row_names_categories_where_a_metric_is_undefined(tmp_path):
+    """A category without anomalous test images has NaN AUROC; the mean row says it
+    averaged the other categories, instead of skipping the NaN silently."""
+    root = write_tiny_mvtec(tmp_path / "gt", categories=("a",), n_train=1, size=SIZE)
+    write_tiny_mvtec(root, categories=("b",), n_train=1, n_defect=0, size=SIZE)
+    maps = _write_maps(root, tmp_path / "maps", cats=("a", "b"))
+    with pytest.warns(UserWarning):
+        df = score_folder(maps, root)
+    b = df[df["category"] == "b"].iloc[0]
+    mean = df[df["category"] == "mean"].iloc[0]
+    assert np.isnan(b["image_auroc"])
+    assert mean["image_auroc"] == df[df["category"] == "a"].iloc[0]["image_auroc"]
+    assert "image_auroc undefined (NaN) in b: mean of the others" in mean["note"]

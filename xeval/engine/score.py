@@ -39,7 +39,7 @@ from xeval.data.loader import load_mask
 from xeval.data.mvtec import list_categories, load_mvtec
 from xeval.errors import InputError, MissingDataWarning
 from xeval.metrics import ImageMetrics, PixelRanking, ThresholdMetrics
-from xeval.metrics.resize import resize_to
+from xeval.metrics.resize import resize_to, same_aspect
 
 #: Map file extensions (compared in lower case).
 MAP_EXTENSIONS = (".tiff", ".tif", ".npy", ".png")
@@ -129,18 +129,6 @@ def _check_layout(maps_dir: Path, splits: dict, indexes: dict[str, CategoryMaps]
         )
     if problems:
         raise InputError("the maps do not match the test images: " + "; ".join(problems))
-
-
-def same_aspect(shape: tuple[int, int], size: tuple[int, int]) -> bool:
-    """True when a map of ``shape = (h, w)`` is the mask's ``size = (H, W)`` scaled by one
-    factor for both axes, up to one pixel of rounding on each side: some ``s > 0`` has
-    ``|h - s H| < 1`` and ``|w - s W| < 1`` (the criterion of
-    :func:`xeval.metrics.resize_to`). E.g. (256, 341) for (900, 1200), but not (256, 256)."""
-    h, w = (int(v) for v in shape)
-    big_h, big_w = (int(v) for v in size)
-    lo = max((h - 1) / big_h, (w - 1) / big_w, 0.0)
-    hi = min((h + 1) / big_h, (w + 1) / big_w)
-    return lo < hi
 
 
 def _check_map_file(path: Path) -> None:
@@ -360,13 +348,19 @@ def score_folder(
         rows.append({"category": c, **r, "note": ""})
     df = pd.DataFrame(rows)
     scored = df[~df["category"].isin(missing)]
-    num = scored.drop(columns=["category", "note"]).mean(numeric_only=True)
+    values = scored.drop(columns=["category", "note"])
+    num = values.mean(numeric_only=True)
     mean = {"category": "mean", **num.to_dict()}
     mean["n_images"] = int(scored["n_images"].sum())
-    mean["note"] = (
-        f"mean of {len(present)} of {len(cats)} categories (missing: {', '.join(missing)})"
+    notes = (
+        [f"mean of {len(present)} of {len(cats)} categories (missing: {', '.join(missing)})"]
         if missing
-        else ""
+        else []
     )
+    for col in values.select_dtypes("number").columns:
+        undefined = scored.loc[values[col].isna(), "category"].tolist()
+        if undefined:
+            notes.append(f"{col} undefined (NaN) in {', '.join(undefined)}: mean of the others")
+    mean["note"] = "; ".join(notes)
     out = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
     return out[[c for c in out.columns if c != "note"] + ["note"]]
