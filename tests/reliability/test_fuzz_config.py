@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xeval.assets import asset_dir
-from xeval.errors import XevalError
+from xeval.errors import ConfigError, XevalError
 from xeval.protocols import load_config, parse_config
 from xeval.protocols.config import RunConfig, build_metrics
 
@@ -553,17 +553,28 @@ def test_alias_bombs_are_bounded(tmp_path):
         assert path in msg[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, reported: detector params are only type-checked by the config "
-    "check (xeval.adapters.registry.check_recipe does not build the detector), so "
-    "num_threads: -1 passes `xeval run --check` and fails later, at fit time",
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("conv_autoencoder", {"num_threads": -1}),
+        ("conv_autoencoder", {"num_threads": 0}),
+        ("conv_autoencoder", {"epochs": -1}),
+        ("conv_autoencoder", {"batch_size": 0}),
+        ("conv_autoencoder", {"lr": -1.0}),
+        ("conv_autoencoder", {"sigma": -2.0}),
+        ("conv_autoencoder", {"input_size": [0, 0]}),
+        ("patch_features", {"k": 0}),
+        ("patch_features", {"stride": 0}),
+        ("patch_features", {"cnn_width": 0}),
+        ("patch_features", {"scales": []}),
+    ],
 )
-@pytest.mark.parametrize("params", [{"num_threads": -1}, {"epochs": -1}, {"batch_size": 0}])
-def test_known_gap_detector_param_values(params):
-    doc = {**yaml.safe_load(_base_yaml()), "detectors": [{"kind": "conv_autoencoder"}]}
+def test_detector_param_values_are_checked_with_the_config(kind, params):
+    """Values, not only types: the config check constructs built-in detectors (which
+    only validate and store their options), so `xeval run --check` catches them."""
+    doc = {**yaml.safe_load(_base_yaml()), "detectors": [{"kind": kind}]}
     doc["detectors"][0]["params"] = params
-    with pytest.raises(XevalError, match=next(iter(params))):
+    with pytest.raises(ConfigError, match=rf"{kind}.*{next(iter(params))}"):
         parse_config(doc)
 
 

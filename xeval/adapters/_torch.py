@@ -178,6 +178,8 @@ class TorchDetector(Detector):
         self.input_size = check_size(input_size, multiple=self.size_multiple)
         self.seed = int(seed)
         self.device = str(device)
+        if num_threads is not None and int(num_threads) < 1:
+            raise InputError(f"num_threads must be >= 1 or None, got {num_threads!r}")
         self.num_threads = None if num_threads is None else int(num_threads)
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size!r}")

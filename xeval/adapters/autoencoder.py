@@ -146,6 +146,8 @@ class ConvAutoencoder(TorchDetector):
             raise InputError(f"width and bottleneck must be >= 1, got {width!r}, {bottleneck!r}")
         if float(sigma) < 0:
             raise InputError(f"sigma must be >= 0, got {sigma!r}")
+        if not float(lr) > 0 or not np.isfinite(float(lr)):
+            raise InputError(f"lr must be a positive finite number, got {lr!r}")
         self.epochs = int(epochs)
         self.max_seconds = None if max_seconds is None else float(max_seconds)
         self.lr = float(lr)

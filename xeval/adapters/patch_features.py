@@ -390,6 +390,8 @@ class PatchFeatures(TorchDetector):
         self.context = None if not context else float(context)
         self.invariant = check_bool(invariant, "invariant")
         self.stride = int(stride)
+        if int(cnn_width) < 1:
+            raise InputError(f"cnn_width must be >= 1, got {cnn_width!r}")
         self.cnn_width = int(cnn_width)
         self.scoring = scoring
         self.per_position = check_bool(per_position, "per_position")

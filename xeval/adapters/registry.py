@@ -74,9 +74,28 @@ def check_recipe(recipe: Mapping | str | Path, *, where: str = "detector recipe"
     params.pop("name", None)
     if isinstance(entry, type):
         check_options(entry, {**params, "name": name}, where=f"{where} (kind {kind!r})")
+        _check_values(entry, params, name=name, where=f"{where} (kind {kind!r})")
     else:
         entry.check(params, where=f"{where} (kind {kind!r})")
     return {"kind": kind, "name": name, "params": params}
+
+
+def _check_values(cls: type, params: dict, *, name: str, where: str) -> None:
+    """Check the values of a built-in detector's options by constructing it (built-in
+    constructors only store and validate their options: no fitting, no data, no user
+    code), on the CPU so that a configuration for a GPU machine checks anywhere."""
+    from xeval.errors import InputError
+
+    trial = dict(params)
+    if "device" in trial:
+        trial["device"] = "cpu"
+    for key, value in trial.items():
+        if isinstance(value, list) and key == "input_size":
+            trial[key] = tuple(value)
+    try:
+        cls(name=name, **trial)
+    except (InputError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def build_detector(recipe: Mapping | str | Path) -> Detector:
