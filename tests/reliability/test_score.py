@@ -318,7 +318,6 @@ BAD_MAPS = {
     "empty_array": _save_npy(np.zeros((0, 10), np.float32)),
     "nan": _save_npy(_nan),
     "inf": _save_npy(np.full((12, 10), np.inf, np.float32)),
-    "overflows_float32": _save_npy(np.full((12, 10), 1e300)),
     "other_aspect_square": _save_npy(np.zeros((12, 12), np.float32)),
     "other_aspect_transposed": _save_npy(np.zeros((20, 24), np.float32)),
     "other_aspect_wide": _save_npy(np.zeros((24, 40), np.float32)),
@@ -379,3 +378,18 @@ def test_mean_row_names_categories_where_a_metric_is_undefined(tmp_path):
     assert np.isnan(b["image_auroc"])
     assert mean["image_auroc"] == df[df["category"] == "a"].iloc[0]["image_auroc"]
     assert "image_auroc undefined (NaN) in b: mean of the others" in mean["note"]
+
+
+def test_p4_float64_maps_beyond_float32_are_scored_exactly(gt, tmp_path):
+    """Maps of 1e300 * m are read as float64 (not cast to inf): every rank metric equals
+    that of m itself."""
+    small = _write_maps(gt, tmp_path / "small", cats=("a",))
+    big = tmp_path / "big"
+    for f in small.rglob("*.npy"):
+        out = big / f.relative_to(small)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, np.load(f).astype(np.float64) * 1e300)
+    a = score_folder(small, gt, categories=["a"])
+    b = score_folder(big, gt, categories=["a"])
+    for col in ("image_auroc", "pixel_auroc", "aupro@0.3"):
+        assert b[col].iloc[0] == pytest.approx(a[col].iloc[0], abs=1e-9), col

@@ -326,12 +326,14 @@ def read_label_mask(path: str | os.PathLike, *, value: int = 0) -> np.ndarray:
 
 
 def read_map(path: str | os.PathLike) -> np.ndarray:
-    """Read an anomaly map (or attribution map) as float32 ``(H, W)``.
+    """Read an anomaly map (or attribution map) as a float ``(H, W)`` array.
 
-    ``.npy`` and ``.tif``/``.tiff`` keep their values (cast to float32); ``.png`` maps
-    give their raw integer values as floats (quantised, not rescaled). Singleton axes
-    are squeezed (``(1, H, W)``, ``(H, W, 1)``). NaN and inf are passed through: the
-    metrics validate them.
+    ``.npy`` and ``.tif``/``.tiff`` keep their values; ``.png`` maps give their raw
+    integer values as floats (quantised, not rescaled). The result is float32 when that
+    represents every value exactly (float32/float16 maps, integers up to 2**24), and
+    float64 otherwise (float64 maps, larger integers): reading never creates ties or
+    overflow. Singleton axes are squeezed (``(1, H, W)``, ``(H, W, 1)``). NaN and inf
+    are passed through: the metrics validate them.
 
     Parameters
     ----------
@@ -341,13 +343,14 @@ def read_map(path: str | os.PathLike) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32 array of shape ``(H, W)``.
+        float32 (or float64, see above) array of shape ``(H, W)``.
 
     Raises
     ------
     DatasetError
-        Missing file, unsupported extension, or an array that is not 2-D after squeezing
-        (e.g. a 3-D array with more than one channel).
+        Missing file, unsupported extension, an archive or pickle instead of one array,
+        complex or non-numeric values, integers beyond 2**53 (not exact as floats), or
+        an array that is not 2-D after squeezing (e.g. more than one channel).
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -369,6 +372,11 @@ def read_map(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(img)
     except Exception as exc:
         raise DatasetError(f"cannot read map file {p}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(arr, np.ndarray):  # an .npz archive named .npy
+        kind = type(arr).__name__
+        if hasattr(arr, "close"):
+            arr.close()
+        raise DatasetError(f"map file {p} holds a {kind} (an .npz archive?), expected one array")
     if arr.ndim > 2:
         arr = arr.squeeze()
         if arr.ndim < 2:  # e.g. (1, 1, W): keep two axes
@@ -378,6 +386,26 @@ def read_map(path: str | os.PathLike) -> np.ndarray:
             f"map file {p} holds an array of shape {arr.shape} "
             "(expected a 2-D (H, W) map, or one with a single channel)"
         )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DatasetError(f"map file {p} holds complex values (expected real numbers)")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DatasetError(f"map file {p} holds dtype {arr.dtype} (expected numbers)")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.ascontiguousarray(arr, dtype=_map_dtype(arr, p))
+
+
+def _map_dtype(arr: np.ndarray, p: Path) -> type:
+    """float32 where it holds every value of ``arr`` exactly, else float64."""
+    if arr.dtype == bool or arr.dtype in (np.float16, np.float32):
+        return np.float32
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size == 0:
+            return np.float32
+        lo, hi = int(arr.min()), int(arr.max())
+        if max(-lo, hi) <= 2**24:
+            return np.float32
+        if max(-lo, hi) > 2**53:
+            raise DatasetError(
+                f"map file {p} holds integers up to {max(-lo, hi)}, beyond 2**53: they "
+                "cannot be compared exactly as floating point; rescale the map"
+            )
+    return np.float64

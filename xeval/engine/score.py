@@ -131,50 +131,17 @@ def _check_layout(maps_dir: Path, splits: dict, indexes: dict[str, CategoryMaps]
         raise InputError("the maps do not match the test images: " + "; ".join(problems))
 
 
-def _check_map_file(path: Path) -> None:
-    """Refuse what :func:`~xeval.data.io.read_map` would convert silently: an ``.npz``
-    archive named ``.npy`` and complex values (read from the header only)."""
-    ext = path.suffix.lower()
-    try:
-        if ext == ".npy":
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if not isinstance(arr, np.ndarray):
-                getattr(arr, "close", lambda: None)()
-                raise InputError(
-                    f"map file {path} is not a .npy array but a {type(arr).__name__} (an "
-                    ".npz archive?); expected one 2-D array saved with numpy.save"
-                )
-            dtype = arr.dtype
-            del arr
-        elif ext in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                dtype = tif.series[0].dtype
-        else:
-            return
-    except InputError:
-        raise
-    except Exception:  # unreadable: read_map names the file and the reason
-        return
-    if np.issubdtype(dtype, np.complexfloating):
-        raise InputError(f"map file {path} holds complex numbers ({dtype}); expected real values")
-
-
 def load_map(path: Path, mask_shape: tuple[int, int], *, image: str = "") -> np.ndarray:
     """Read the map ``path`` of a test image whose mask has ``mask_shape`` and bring it to
     that shape (see the module docstring); every problem is an error naming the file."""
-    _check_map_file(path)
-    amap = read_map(path)
+    amap = read_map(path)  # refuses archives, complex values; float64 kept exactly
     of = f" (test image {image})" if image else ""
     if amap.size == 0:
         raise InputError(f"map file {path}{of} is empty: shape {amap.shape}")
     bad = int(amap.size - np.count_nonzero(np.isfinite(amap)))
     if bad:
-        limit = f", beyond ±{np.finfo(amap.dtype).max:.3g} is inf" if amap.dtype.kind == "f" else ""
         raise InputError(
-            f"map file {path}{of} holds {bad} NaN or infinite value(s) (read as "
-            f"{amap.dtype}{limit}); expected finite numbers"
+            f"map file {path}{of} holds {bad} NaN or infinite value(s); expected finite numbers"
         )
     if amap.shape != tuple(mask_shape):
         if not same_aspect(amap.shape, mask_shape):
