@@ -7,7 +7,6 @@ whether the fault is in their model, their ``score_fn``/``map_fn`` or their imag
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -68,30 +67,6 @@ def has_field(out: Any, key: str) -> bool:
     if isinstance(out, dict):
         return key in out
     return hasattr(out, key) and not callable(getattr(out, key))
-
-
-def import_object(path: str, *, what: str = "object") -> Any:
-    """Import ``"package.module:attr.sub"`` (or ``"package.module.attr"``)."""
-    if not isinstance(path, str) or not path:
-        raise InputError(f"{what} must be an import path 'package.module:name', got {path!r}")
-    if ":" in path:
-        mod_name, _, attr = path.partition(":")
-    else:
-        mod_name, _, attr = path.rpartition(".")
-    if not mod_name or not attr:
-        raise InputError(f"{what} must be an import path 'package.module:name', got {path!r}")
-    try:
-        obj: Any = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise InputError(f"{what} {path!r}: cannot import module {mod_name!r} ({exc})") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise InputError(
-                f"{what} {path!r}: module {mod_name!r} has no attribute {attr!r}"
-            ) from None
-    return obj
 
 
 def iter_images(batches: Iterable[Any]) -> Iterable[Any]:
