@@ -28,7 +28,16 @@ from typing import Any, Generic, TypeVar
 
 from xeval.errors import ConfigError
 
-__all__ = ["DATASETS", "DETECTORS", "EXPLAINERS", "METRICS", "Registry", "option_spec"]
+__all__ = [
+    "DATASETS",
+    "DETECTORS",
+    "EXPLAINERS",
+    "METRICS",
+    "VIDEO_DATASETS",
+    "VIDEO_DETECTORS",
+    "Registry",
+    "option_spec",
+]
 
 T = TypeVar("T")
 
@@ -255,6 +264,9 @@ METRICS: Registry = Registry(
         "xeval.metrics.faithfulness",
         "xeval.metrics.robustness",
         "xeval.metrics.randomisation",
+        "xeval.metrics.frames",
+        "xeval.metrics.tracks",
+        "xeval.metrics.reasons",
     ),
 )
 """Registered metrics (:class:`xeval.metrics.base.Metric` subclasses)."""
@@ -290,3 +302,29 @@ DATASETS: Registry = Registry(
     modules=("xeval.data.textures", "xeval.data.mvtec", "xeval.data.folder", "xeval.data.loco"),
 )
 """Registered dataset formats: functions ``(*, seed, **options) -> {category: split}``."""
+
+VIDEO_DATASETS: Registry = Registry(
+    "video dataset",
+    what="video dataset format",
+    modules=(
+        "xeval.data.video.ucsd",
+        "xeval.data.video.avenue",
+        "xeval.data.video.shanghaitech",
+        "xeval.data.video.ubnormal",
+        "xeval.data.video.synthetic",
+    ),
+)
+"""Registered video dataset formats: functions ``(*, seed, **options) ->``
+:class:`xeval.data.video.base.VideoDataset`."""
+
+VIDEO_DETECTORS: Registry = Registry(
+    "video detector",
+    what="video detector kind",
+    modules=(
+        "xeval.adapters.video.frame_difference",
+        "xeval.adapters.video.reasoning",
+        "xeval.adapters.video.clip",
+    ),
+)
+"""Registered video detector kinds: :class:`xeval.adapters.video.base.VideoDetector`
+subclasses built from ``{kind: ..., params: {...}}``."""
