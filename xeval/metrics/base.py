@@ -154,6 +154,15 @@ class Explanation:
     nonfinite:
         ``(B,)`` bool: the explainer returned NaN or inf for the image (its map is
         replaced by zeros, so metrics see a degenerate map; counted, never dropped).
+    boxes:
+        Video: per sample (frame) an ``(n, 5)`` float64 array of detections
+        ``(x1, y1, x2, y2, score)`` in native pixel coordinates, or None (region metrics
+        then derive boxes from the native maps with
+        :func:`xeval.metrics.regions_from_maps`).
+    reasons:
+        Video: ``(B, R)`` float64 reason scores (higher = the reason is more likely),
+        columns in the order of :attr:`reason_names` ``((coarse, fine), ...)``; None for
+        explainers without reasons.
     """
 
     explainer: str
@@ -165,6 +174,9 @@ class Explanation:
     probe: ProbeContext | None = None
     score_note: str = ""
     nonfinite: np.ndarray | None = None
+    boxes: list[np.ndarray] | None = None
+    reasons: np.ndarray | None = None
+    reason_names: tuple[tuple[str, str], ...] = ()
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> Explanation:
         idx = np.asarray(idx, dtype=np.int64)
@@ -174,6 +186,8 @@ class Explanation:
             native=[self.native[i] for i in idx],
             scores=np.asarray(self.scores)[idx],
             nonfinite=None if self.nonfinite is None else np.asarray(self.nonfinite)[idx],
+            boxes=None if self.boxes is None else [self.boxes[i] for i in idx],
+            reasons=None if self.reasons is None else np.asarray(self.reasons)[idx],
         )
 
     def degenerate(self) -> list[str | None]:
