@@ -15,7 +15,11 @@ def _demo(a) -> int:
     from xeval.engine import run
     from xeval.protocols import load_config
 
-    cfg = load_config("demo_quick" if a.quick else "demo")
+    if a.video:
+        name = "video_quick" if a.quick else "video"
+    else:
+        name = "demo_quick" if a.quick else "demo"
+    cfg = load_config(name)
     res = run(cfg, out_dir=a.out, resume=not a.no_resume)
     _summary(res)
     return 0
@@ -95,6 +99,14 @@ def _summary(res) -> None:
     from xeval.reports.tables import headline_metrics
 
     df = res.results
+    if res.manifest.get("task") == "video":
+        table = df.pivot_table(
+            index=["detector", "explainer"], columns="label", values="value", sort=False
+        )
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        total = res.manifest["timings"]["total_s"]
+        print(f"\nreport: {res.out_dir / 'index.html'}  (total {total:.0f} s)")
+        return
     mean = df[df["category"] == "mean"]
     keep = headline_metrics(df)
     table = mean[mean["label"].isin(keep)].pivot_table(
@@ -198,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=None, help="output folder (default xeval-out/demo)")
     d.add_argument("--quick", action="store_true", help="tiny version (seconds; for tests)")
     d.add_argument("--no-resume", action="store_true", help="recompute finished units")
+    d.add_argument(
+        "--video",
+        action="store_true",
+        help="the video audit on the built-in synthetic video benchmark (xeval-out/video)",
+    )
     d.set_defaults(fn=_demo)
     r = sub.add_parser("run", help="run a configuration (YAML) or a protocol name")
     r.add_argument("config", help="path to a YAML config, or a name in protocols/")

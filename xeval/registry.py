@@ -35,6 +35,7 @@ __all__ = [
     "METRICS",
     "VIDEO_DATASETS",
     "VIDEO_DETECTORS",
+    "VIDEO_EXPLAINERS",
     "Registry",
     "option_spec",
 ]
@@ -328,3 +329,9 @@ VIDEO_DETECTORS: Registry = Registry(
 )
 """Registered video detector kinds: :class:`xeval.adapters.video.base.VideoDetector`
 subclasses built from ``{kind: ..., params: {...}}``."""
+
+VIDEO_EXPLAINERS: Registry = Registry(
+    "video explainer",
+    modules=("xeval.explainers.video",),
+)
+"""Registered video explainers (:class:`xeval.explainers.video.VideoExplainer`)."""

@@ -273,6 +273,10 @@ def run(
     earlier run are reused only when nothing they depend on changed (``resume=False``
     recomputes all of them).
     """
+    if getattr(cfg, "task", "image") == "video":
+        from xeval.engine.video import run_video
+
+        return run_video(cfg, out_dir=out_dir, resume=resume)
     if not isinstance(resume, bool):
         raise InputError(f"resume must be True or False, got {resume!r}")
     out = resolve_output(cfg, out_dir)

@@ -666,8 +666,10 @@ def _read_yaml(path: Path, what: str):
         raise ConfigError(f"{what}: not valid YAML ({type(exc).__name__}: {exc})") from exc
 
 
-def load_config(path_or_name: str | Path) -> RunConfig:
-    """Read a run configuration from a YAML file, or a protocol name in ``protocols/``."""
+def load_config(path_or_name: str | Path):
+    """Read a run configuration from a YAML file, or a protocol name in ``protocols/``:
+    a :class:`RunConfig`, or a :class:`~xeval.protocols.video.VideoRunConfig` when the
+    dataset format is a video format."""
     p = Path(path_or_name)
     try:
         if not p.is_file():
@@ -681,7 +683,13 @@ def load_config(path_or_name: str | Path) -> RunConfig:
             f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"
         ) from exc
     raw = _read_yaml(p, str(p))
-    cfg = parse_config(raw, source=str(p))
+    _check_document(raw, str(p))
+    from xeval.protocols.video import is_video_config, parse_video_config
+
+    if is_video_config(raw):
+        cfg = parse_video_config(raw, source=str(p))
+    else:
+        cfg = parse_config(raw, source=str(p))
     # relative dataset paths are relative to the config file
     path = cfg.dataset.params.get("path")
     if isinstance(path, str) and not Path(path).is_absolute():

@@ -1,0 +1,525 @@
+"""The video audit report: ``results.md`` and ``index.html`` with figures.
+
+What it shows (every string escaped in HTML; figures drawn on Agg canvases and written
+atomically, as for images):
+
+- the dataset (videos, frames, anomalous frames, reason vocabulary) and every
+  convention of the run (from the manifest);
+- a summary table per detector and explainer with the frame, pixel, region and reason
+  metrics side by side (micro and macro frame AUROC together), controls marked, CIs
+  where the metric has them, and a verdict against the controls per metric;
+- a plain conclusion, which says when there is too little evidence;
+- figures: frame ROC per video and pooled, RBDC/TBDC curves, per-reason AP bars (fine
+  and coarse) against the random reason scorer, the reason confusion matrix, and a
+  filmstrip of frames with map, mask, boxes and reasons.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from xeval._io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["write_video_report", "video_verdicts"]
+
+MIN_ANOMALOUS_FRAMES = 10
+"""Fewer anomalous test frames than this: every verdict is 'insufficient evidence'."""
+MIN_VIDEOS = 2
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _fmt(v: float, d: int = 3) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
+
+
+# ------------------------------------------------------------------------ verdicts
+def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """Per detector, real explainer and metric: ``beats`` when its value is better than
+    every control's on that metric (by more than the CI half-width when both have a CI,
+    else strictly), ``loses`` when some control is strictly better, ``ties`` otherwise;
+    ``insufficient evidence`` with fewer than :data:`MIN_ANOMALOUS_FRAMES` anomalous
+    frames or :data:`MIN_VIDEOS` test videos; ``undefined`` when the value is NaN.
+    A control with a NaN value is not a comparator (it cannot win by being undefined)."""
+    info = manifest.get("dataset", {})
+    thin = (
+        info.get("anomalous_test_frames", 0) < MIN_ANOMALOUS_FRAMES
+        or info.get("test_videos", 0) < MIN_VIDEOS
+    )
+    out = []
+    for (det, label), g in results.groupby(["detector", "label"], sort=False):
+        ctrl = g[g["control"].astype(bool)]
+        ctrl = ctrl[np.isfinite(ctrl["value"].astype(float))]
+        hib = bool(g["higher_is_better"].iloc[0])
+        for _, r in g[~g["control"].astype(bool)].iterrows():
+            v = float(r["value"])
+            if thin:
+                verdict = "insufficient evidence"
+            elif not math.isfinite(v):
+                verdict = "undefined"
+            elif ctrl.empty:
+                verdict = "no control"
+            else:
+                best = ctrl["value"].max() if hib else ctrl["value"].min()
+                best_name = ctrl.loc[
+                    ctrl["value"].idxmax() if hib else ctrl["value"].idxmin(), "explainer"
+                ]
+                diff = (v - best) if hib else (best - v)
+                verdict = "beats" if diff > 0 else ("ties" if diff == 0 else "loses")
+                r = r.copy()
+                r["best_control"] = best_name
+            out.append(
+                {
+                    "detector": det,
+                    "explainer": r["explainer"],
+                    "metric": label,
+                    "family": r["family"],
+                    "value": v,
+                    "best_control": r.get("best_control", ""),
+                    "best_control_value": float(best) if not ctrl.empty else math.nan,
+                    "verdict": verdict,
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def conclusion(results: pd.DataFrame, verdicts: pd.DataFrame, manifest: dict) -> list[str]:
+    """Plain sentences: what each detector's explanations are worth, per family."""
+    info = manifest.get("dataset", {})
+    lines = [
+        f"Test set: {info.get('test_videos')} videos, {info.get('test_frames')} frames, "
+        f"{info.get('anomalous_test_frames')} anomalous."
+    ]
+    if verdicts.empty:
+        return lines + ["No real explainer was evaluated."]
+    if (verdicts["verdict"] == "insufficient evidence").all():
+        return lines + [
+            f"Too little evidence for any verdict (fewer than {MIN_ANOMALOUS_FRAMES} anomalous "
+            f"frames or {MIN_VIDEOS} test videos)."
+        ]
+    for (det, exp), g in verdicts.groupby(["detector", "explainer"], sort=False):
+        by_fam = []
+        for fam, gf in g.groupby("family", sort=False):
+            beats = gf[gf["verdict"] == "beats"]["metric"].tolist()
+            loses = gf[gf["verdict"] == "loses"]["metric"].tolist()
+            part = f"{fam}: beats every control on {len(beats)} of {len(gf)} metrics"
+            if loses:
+                part += f" (loses on {', '.join(loses)})"
+            by_fam.append(part)
+        lines.append(f"**{det} / {exp}** — " + "; ".join(by_fam) + ".")
+    return lines
+
+
+# ------------------------------------------------------------------------- figures
+def _frame_roc_figure(per_frame: pd.DataFrame, det: str) -> Figure | None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    sel = per_frame[(per_frame["detector"] == det) & (per_frame["explainer"] == "native")]
+    if sel.empty or sel["label"].nunique() < 2:
+        return None
+    fig = Figure(figsize=(5.2, 4.4))
+    ax = fig.add_subplot()
+    for vid, g in sel.groupby("video", sort=False):
+        if g["label"].nunique() == 2:
+            fpr, tpr, _ = roc_curve(g["label"], g["score"])
+            ax.plot(
+                fpr,
+                tpr,
+                lw=0.8,
+                alpha=0.55,
+                label=f"{vid} ({roc_auc_score(g['label'], g['score']):.2f})",
+            )
+    fpr, tpr, _ = roc_curve(sel["label"], sel["score"])
+    auc = roc_auc_score(sel["label"], sel["score"])
+    ax.plot(fpr, tpr, color="black", lw=2.2, label=f"pooled, micro ({auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+    ax.set(
+        xlabel="false positive rate (frames)",
+        ylabel="true positive rate",
+        title=f"{det}: frame ROC",
+    )
+    ax.legend(fontsize=6.5, loc="lower right")
+    return fig
+
+
+def _curve_figure(
+    curves: pd.DataFrame, det: str, kind: str, title: str, fpr_max: float = 1.0
+) -> Figure | None:
+    sel = curves[(curves["detector"] == det) & (curves["kind"] == kind)] if len(curves) else curves
+    if sel is None or sel.empty:
+        return None
+    fig = Figure(figsize=(5.2, 4.0))
+    ax = fig.add_subplot()
+    for _, r in sel.iterrows():
+        x, y = json.loads(r["x"]), json.loads(r["y"])
+        ctrl = bool(r["control"])
+        ax.plot(
+            x,
+            y,
+            ls="--" if ctrl else "-",
+            color="grey" if ctrl else None,
+            lw=1.0 if ctrl else 1.8,
+            label=f"{r['explainer']}{' (control)' if ctrl else ''}",
+        )
+    ax.set(xlabel="false positives per frame", ylabel="detection rate", title=f"{det}: {title}")
+    ax.set_xlim(0, fpr_max)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _reason_bars(names: list[str], ap_by_method: dict[str, np.ndarray], title: str) -> Figure:
+    k = len(ap_by_method)
+    fig = Figure(figsize=(max(5.0, 0.9 * len(names) + 2), 3.8))
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    w = 0.8 / max(k, 1)
+    for i, (m, ap) in enumerate(ap_by_method.items()):
+        ctrl = "(control)" in m
+        ax.bar(
+            x + i * w - 0.4 + w / 2,
+            np.nan_to_num(ap, nan=0.0),
+            w,
+            label=m,
+            color="lightgrey" if ctrl else None,
+            hatch="///" if ctrl else "",
+            edgecolor="grey" if ctrl else None,
+        )
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="average precision", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _confusion_figure(names: list[str], conf: np.ndarray, title: str) -> Figure:
+    fig = Figure(figsize=(0.7 * len(names) + 2.5, 0.6 * len(names) + 2))
+    ax = fig.add_subplot()
+    rows = conf.sum(axis=1, keepdims=True)
+    share = np.divide(conf, rows, out=np.zeros_like(conf, dtype=float), where=rows > 0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if conf[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    int(conf[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="top-1 predicted reason", ylabel="true reason", title=title)
+    return fig
+
+
+def _filmstrip_figure(res, ds, det: str) -> Figure | None:
+    film = res.extras.get("filmstrip", {}).get((det, "native"))
+    picks = [(vid, f) for vid, fs in res.extras.get("filmstrip_frames", {}).items() for f in fs]
+    if not film or not picks:
+        return None
+    videos = {v.video_id: v for v in ds.test}
+    names = ds.vocabulary.fine if ds.vocabulary else ()
+    fig = Figure(figsize=(2.3 * len(picks), 5.4))
+    for j, (vid, f) in enumerate(picks):
+        v = videos[vid]
+        item = film.get((vid, f))
+        frame = v.frames(f, f + 1)[0]
+        ax = fig.add_subplot(2, len(picks), j + 1)
+        ax.imshow(frame.squeeze(), cmap="gray" if frame.shape[-1] == 1 else None)
+        mask = v.masks(f, f + 1)
+        if mask is not None and mask[0].any():
+            ax.contour(mask[0], levels=[0.5], colors="lime", linewidths=0.8)
+        for r in np.asarray(v.regions if v.regions is not None else np.zeros((0, 6))):
+            if int(r[0]) == f:
+                ax.add_patch(
+                    Rectangle((r[2], r[3]), r[4] - r[2], r[5] - r[3], fill=False, ec="lime", lw=0.8)
+                )
+        true = "; ".join(fn for _, fn in (v.reasons or {}).get(f, ())) or "normal"
+        ax.set_title(f"{vid} #{f}\ntrue: {true}", fontsize=6.5)
+        ax.axis("off")
+        ax2 = fig.add_subplot(2, len(picks), len(picks) + j + 1)
+        if item is not None:
+            ax2.imshow(item["map"], cmap="inferno")
+            sub = f"score {item['score']:.2f}"
+            if item["reasons"] is not None and len(names):
+                top = int(np.argmax(item["reasons"]))
+                sub += f"\ntop reason: {names[top][1]}"
+            if item["boxes"] is not None:
+                sy = item["map"].shape[0] / v.frame_size[0]
+                sx = item["map"].shape[1] / v.frame_size[1]
+                for b in np.asarray(item["boxes"]).reshape(-1, 5)[:5]:
+                    ax2.add_patch(
+                        Rectangle(
+                            (b[0] * sx, b[1] * sy),
+                            (b[2] - b[0]) * sx,
+                            (b[3] - b[1]) * sy,
+                            fill=False,
+                            ec="cyan",
+                            lw=0.7,
+                        )
+                    )
+            ax2.set_title(sub, fontsize=6.5)
+        ax2.axis("off")
+    fig.suptitle(
+        f"{det}: frames (mask/tracks in green), native map (detected boxes in cyan)", fontsize=8
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- write
+def _reason_sections(res, ds, out: Path, figures: dict) -> tuple[list[str], dict]:
+    from xeval.metrics.reasons import coarse_labels, coarse_scores, reason_ap, reason_confusion
+
+    scores = res.extras.get("reason_scores", {})
+    if not scores or ds.vocabulary is None:
+        return [], {}
+    voc = ds.vocabulary
+    cm = voc.coarse_matrix()
+    md: list[str] = ["## Reasons (X-MAN)", ""]
+    md.append(
+        "Per-reason average precision over the frames labelled anomalous (X-MAN lists "
+        "reasons for anomalous frames only), fine and coarse level; the random reason "
+        "scorer is the control. Confusion: for each true reason, which reason the "
+        "method ranks first."
+    )
+    md.append("")
+    tables = {}
+    for det in dict.fromkeys(k[0] for k in scores):
+        fine_ap, coarse_ap = {}, {}
+        for (d, exp), (yt, ys, lab) in scores.items():
+            if d != det:
+                continue
+            ctrl = exp != "native" and exp in ("random",)
+            tag = f"{exp} (control)" if ctrl else exp
+            yt_a, ys_a = yt[lab], ys[lab]
+            with np.errstate(all="ignore"):
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fine_ap[tag] = reason_ap(yt_a, ys_a)
+                    coarse_ap[tag] = reason_ap(coarse_labels(yt_a, cm), coarse_scores(ys_a, cm))
+            if exp == "native":
+                conf = np.asarray(reason_confusion(yt_a, ys_a))
+                fig = _confusion_figure([n[1] for n in voc.fine], conf, f"{det}: reason confusion")
+                figures[f"confusion_{det}"] = _save(fig, out / "figures" / f"confusion_{det}.png")
+                pairs = []
+                for i in range(len(voc.fine)):
+                    total = conf[i].sum()
+                    for j in np.argsort(-conf[i]):
+                        if j != i and conf[i, j] > 0:
+                            pairs.append(
+                                (
+                                    conf[i, j] / total,
+                                    voc.fine[i][1],
+                                    voc.fine[j][1],
+                                    int(conf[i, j]),
+                                    int(total),
+                                )
+                            )
+                            break
+                pairs.sort(reverse=True)
+                if pairs:
+                    md.append(
+                        f"**{det}** confuses most: "
+                        + "; ".join(
+                            f"*{a}* taken for *{b}* in {k} of {n} frames"
+                            for _, a, b, k, n in pairs[:4]
+                        )
+                        + "."
+                    )
+                    md.append("")
+        fig = _reason_bars([n[1] for n in voc.fine], fine_ap, f"{det}: per-reason AP (fine)")
+        figures[f"reason_ap_fine_{det}"] = _save(fig, out / "figures" / f"reason_ap_fine_{det}.png")
+        fig = _reason_bars(list(voc.coarse), coarse_ap, f"{det}: per-reason AP (coarse)")
+        figures[f"reason_ap_coarse_{det}"] = _save(
+            fig, out / "figures" / f"reason_ap_coarse_{det}.png"
+        )
+        head = "| reason | " + " | ".join(fine_ap) + " |"
+        md += [f"### {det}: per-reason AP (fine)", "", head, "|" + "---|" * (len(fine_ap) + 1)]
+        for i, n in enumerate(voc.names):
+            md.append(
+                f"| {n} | " + " | ".join(_fmt(float(ap[i])) for ap in fine_ap.values()) + " |"
+            )
+        md.append("")
+        tables[det] = (fine_ap, coarse_ap)
+    return md, tables
+
+
+def _summary_table(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
+    labels = list(dict.fromkeys(results["label"]))
+    arrows = {
+        lab: "↑" if bool(results[results["label"] == lab]["higher_is_better"].iloc[0]) else "↓"
+        for lab in labels
+    }
+    vmap = {(r.detector, r.explainer, r.metric): r.verdict for r in verdicts.itertuples()}
+    md = ["| detector | explainer | " + " | ".join(f"{lab} {arrows[lab]}" for lab in labels) + " |"]
+    md.append("|" + "---|" * (len(labels) + 2))
+    for (det, exp), g in results.groupby(["detector", "explainer"], sort=False):
+        ctrl = bool(g["control"].iloc[0])
+        cells = []
+        for lab in labels:
+            r = g[g["label"] == lab]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            c = _fmt(float(r["value"]))
+            if math.isfinite(float(r["ci_low"])):
+                c += f" [{_fmt(float(r['ci_low']), 2)}, {_fmt(float(r['ci_high']), 2)}]"
+            vd = vmap.get((det, exp, lab))
+            if vd == "beats":
+                c = f"**{c}**"
+            elif vd == "loses":
+                c += " ✗"
+            cells.append(c)
+        md.append(f"| {det} | {exp}{' (control)' if ctrl else ''} | " + " | ".join(cells) + " |")
+    md += [
+        "",
+        "Bold: beats every control on that metric; ✗: a control is better. Controls are "
+        "listed for reference; a control's value never counts as a method's.",
+    ]
+    return md
+
+
+def write_video_report(res, ds, cfg) -> dict:
+    """Write ``results.md``, ``verdicts.csv``, ``index.html`` and ``figures/`` into the
+    run's folder; returns the paths written."""
+    out = Path(res.out_dir)
+    results, manifest = res.results, res.manifest
+    verdicts = video_verdicts(results, manifest)
+    files = {"verdicts": atomic_write_text(out / "verdicts.csv", verdicts.to_csv(index=False))}
+    figures: dict[str, Path] = {}
+    dets = list(dict.fromkeys(results["detector"]))
+    if cfg.report.figures:
+        for det in dets:
+            fig = _frame_roc_figure(res.per_frame, det)
+            if fig is not None:
+                figures[f"frame_roc_{det}"] = _save(fig, out / "figures" / f"frame_roc_{det}.png")
+            for kind, title in (("rbdc", "RBDC curve"), ("tbdc", "TBDC curve")):
+                fig = _curve_figure(res.curves, det, kind, title)
+                if fig is not None:
+                    figures[f"{kind}_{det}"] = _save(fig, out / "figures" / f"{kind}_{det}.png")
+    reason_md, _ = _reason_sections(res, ds, out, figures) if cfg.report.figures else ([], {})
+    if cfg.report.filmstrip:
+        for det in dets:
+            fig = _filmstrip_figure(res, ds, det)
+            if fig is not None:
+                figures[f"filmstrip_{det}"] = _save(fig, out / "figures" / f"filmstrip_{det}.png")
+
+    info = manifest["dataset"]
+    md = [f"# xeval video audit: {cfg.name}", ""]
+    md.append(
+        f"Dataset **{info['name']}**: {info['train_videos']} normal training videos, "
+        f"{info['test_videos']} test videos, {info['test_frames']} test frames of which "
+        f"{info['anomalous_test_frames']} anomalous."
+    )
+    if info.get("reasons"):
+        md.append(f"Reason vocabulary (from the label file): {', '.join(info['reasons'])}.")
+    md += ["", "## Conclusion", ""]
+    md += [f"- {s}" for s in conclusion(results, verdicts, manifest)]
+    md += ["", "## Summary", ""]
+    md += _summary_table(results, verdicts)
+    md += ["", "## Conventions", ""]
+    for k, v in manifest["conventions"].items():
+        if k == "metrics":
+            for lab, d in v.items():
+                md.append(f"- `{lab}` {json.dumps(d['params'])}: {d['note'] or '—'}")
+        elif isinstance(v, dict):
+            for kk, vv in v.items():
+                md.append(f"- dataset {kk}: {vv}")
+        else:
+            md.append(f"- {k}: {v}")
+    md.append("")
+    md += reason_md
+    if figures:
+        md += ["## Figures", ""] + [f"![{k}]({p.relative_to(out)})" for k, p in figures.items()]
+    text = "\n".join(md) + "\n"
+    files["markdown"] = atomic_write_text(out / "results.md", text)
+    files["html"] = atomic_write_text(out / "index.html", _html(text, figures, out))
+    files.update({f"figure:{k}": p for k, p in figures.items()})
+    return files
+
+
+def _html(markdown_text: str, figures: dict, out: Path) -> str:
+    """A self-contained page: the markdown rendered as escaped text blocks and tables,
+    figures as images. Every string is escaped."""
+    body = []
+    table: list[str] = []
+
+    def flush_table():
+        if not table:
+            return
+        rows = [r.strip().strip("|").split(" | ") for r in table if not set(r) <= set("|-: ")]
+        h = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+        b = "".join(
+            "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+        )
+        body.append(f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>")
+        table.clear()
+
+    for line in markdown_text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("!["):
+            continue
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 4)
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<p class='item'>• {_inline(line[2:])}</p>")
+        elif line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    for k, p in figures.items():
+        rel = html.escape(str(p.relative_to(out)), quote=True)
+        body.append(
+            f"<figure><img src='{rel}' alt='{html.escape(k, quote=True)}'>"
+            f"<figcaption>{html.escape(k)}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child,td:nth-child(2),th{text-align:left}img{max-width:100%}"
+        "p.item{margin:0.2em 0}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "img-src 'self'; style-src 'unsafe-inline'\">"
+        f"<title>xeval video audit</title><style>{style}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _inline(text: str) -> str:
+    """Escape ``text``, then render ``**bold**``, ``*italic*`` and ```code```."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return t
