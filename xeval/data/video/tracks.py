@@ -177,7 +177,7 @@ def write_merl_tracks(
     )
     if badf.size:
         raise DatasetError(
-            f"write_merl_tracks: region {int(badf[0])} points at frame {frames[badf[0]]!r}, "
+            f"write_merl_tracks: region {int(badf[0])} points at frame {float(frames[badf[0]])!r}, "
             f"but the video has frames 0..{len(frame_names) - 1}"
         )
     used = {frame_names[int(f)] for f in frames.tolist()}
