@@ -153,7 +153,7 @@ def _check_frames(col: np.ndarray, name: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{name} row {i}: frame {col[i]!r} is not an integer (frames are integer ids of "
+            f"{name} row {i}: frame {float(col[i])!r} is not an integer (frames are integer ids of "
             "the frames of the test set)"
         )
     return col.astype(np.int64)
@@ -233,7 +233,7 @@ def _prepare(gt_regions, detections, n_frames) -> _Prepared:
             j = int(np.flatnonzero(same)[0])
             a, b = sorted((int(o[j]), int(o[j + 1])))
             raise InputError(
-                f"gt_regions rows {a} and {b} give track {gt[a, 1]!r} two regions in frame "
+                f"gt_regions rows {a} and {b} give track {float(gt[a, 1])!r} two regions in frame "
                 f"{int(g_frame[a])}: a track has at most one region per frame"
             )
     return _Prepared(
@@ -508,7 +508,7 @@ def regions_from_maps(
             )
         if not np.isfinite(fr).all() or (fr != np.floor(fr)).any():
             i = int(np.flatnonzero(~np.isfinite(fr) | (fr != np.floor(fr)))[0])
-            raise InputError(f"frames[{i}] = {fr[i]!r} is not an integer frame id")
+            raise InputError(f"frames[{i}] = {float(fr[i])!r} is not an integer frame id")
     struct = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
     out = []
     for i, m in enumerate(maps):
