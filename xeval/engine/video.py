@@ -318,12 +318,16 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
             units[spec.name]["calibration"][exp.name] = {
                 f"{r[0]}@{r[1]:g}" if len(r) > 1 else r[0]: v for r, v in calibration.items()
             }
-            states = MetricStates(metrics)
+            states: MetricStates | None = None
+            active: list[Metric] = []
             film: dict = {}
             y_true, y_score = [], []
             for v in progress(ds.test, desc=f"{spec.name}/{exp.name} test"):
                 frames = v.frames()
                 ex = _explain(exp, frames, preds[v.video_id], v, ds)
+                if states is None:
+                    active = _applicable(metrics, ex)
+                    states = MetricStates(active)
                 for rec, expl in _records(v, ds, ex, exp, calibration, cfg.evaluation.chunk_frames):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -347,7 +351,7 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
                     np.concatenate([np.asarray(v.labels).astype(bool) for v in ds.test]),
                 )
             new_rows, new_curves, reason_extra = _collect(
-                spec.name, exp, metrics, states, ds, cfg, out
+                spec.name, exp, active, states, ds, cfg, out
             )
             rows.extend(new_rows)
             curves.extend(new_curves)
@@ -415,6 +419,13 @@ def _aligned_reasons(ex: VideoExplanation, ds: VideoDataset, name: str) -> np.nd
             "every reason of the vocabulary (0 where it cannot tell)"
         )
     return np.asarray(ex.reasons)[:, [cols.index(r) for r in ds.vocabulary.fine]]
+
+
+def _applicable(metrics: list[Metric], ex: VideoExplanation) -> list[Metric]:
+    """The metrics an explanation can be scored by: metrics that need reason scores are
+    left out for explainers that give none (their cells stay empty in the report; they
+    are never filled with a default)."""
+    return [m for m in metrics if not ("reasons" in m.needs and ex.reasons is None)]
 
 
 def _per_frame_rows(det: str, exp: VideoExplainer, v: Video, ex: VideoExplanation):

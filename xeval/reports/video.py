@@ -68,6 +68,12 @@ def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
         hib = bool(g["higher_is_better"].iloc[0])
         for _, r in g[~g["control"].astype(bool)].iterrows():
             v = float(r["value"])
+            best, best_name = math.nan, ""
+            if not ctrl.empty:
+                best = ctrl["value"].max() if hib else ctrl["value"].min()
+                best_name = ctrl.loc[
+                    ctrl["value"].idxmax() if hib else ctrl["value"].idxmin(), "explainer"
+                ]
             if thin:
                 verdict = "insufficient evidence"
             elif not math.isfinite(v):
@@ -75,14 +81,8 @@ def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
             elif ctrl.empty:
                 verdict = "no control"
             else:
-                best = ctrl["value"].max() if hib else ctrl["value"].min()
-                best_name = ctrl.loc[
-                    ctrl["value"].idxmax() if hib else ctrl["value"].idxmin(), "explainer"
-                ]
                 diff = (v - best) if hib else (best - v)
                 verdict = "beats" if diff > 0 else ("ties" if diff == 0 else "loses")
-                r = r.copy()
-                r["best_control"] = best_name
             out.append(
                 {
                     "detector": det,
@@ -90,7 +90,7 @@ def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
                     "metric": label,
                     "family": r["family"],
                     "value": v,
-                    "best_control": r.get("best_control", ""),
+                    "best_control": best_name if not ctrl.empty else "",
                     "best_control_value": float(best) if not ctrl.empty else math.nan,
                     "verdict": verdict,
                 }
