@@ -95,7 +95,7 @@ def _check_labels(y, name: str) -> np.ndarray:
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(
-            f"{name} must be binary (0/1 or bool), found {y[at]!r} at (frame, reason) {at}"
+            f"{name} must be binary (0/1 or bool), found {y[at].item()!r} at (frame, reason) {at}"
         )
     return y != 0
 
@@ -676,7 +676,8 @@ class ReasonTopK(ReasonMetric):
         _, unlabelled = self._used(state)
         names, y, s = self.level_arrays(state)
         per = np.full(len(state.ids), np.nan)
-        per[labelled] = _top_k_hits(y[labelled], s[labelled], self.k).astype(np.float64)
+        if labelled.any():
+            per[labelled] = _top_k_hits(y[labelled], s[labelled], self.k).astype(np.float64)
         excluded = {
             sid: "anomalous frame without reason labels"
             for sid, a, lab in zip(state.ids, anomalous, labelled, strict=True)
