@@ -43,7 +43,7 @@ from xeval.data.video.base import Video, VideoDataset
 from xeval.errors import DatasetError
 from xeval.registry import VIDEO_DATASETS
 
-__all__ = ["load_avenue", "read_vol_label"]
+__all__ = ["read_avenue", "read_vol_label"]
 
 _LAYOUT = (
     "<path>/training_videos/NN.avi, <path>/testing_videos/NN.avi, "
@@ -121,7 +121,7 @@ def _container_video(file: Path, video_id: str, *, normal: bool) -> Video:
 
 
 @VIDEO_DATASETS.register(name="avenue")
-def load_avenue(*, path: str, seed: int = 0, reasons: str | None = None) -> VideoDataset:
+def read_avenue(*, path: str, seed: int = 0, reasons: str | None = None) -> VideoDataset:
     """Load CUHK Avenue from ``path`` (the folder holding ``training_videos``,
     ``testing_videos`` and ``testing_label_mask``).
 

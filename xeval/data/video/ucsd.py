@@ -47,7 +47,7 @@ from xeval.data.video.base import Video, VideoDataset
 from xeval.errors import DatasetError
 from xeval.registry import VIDEO_DATASETS
 
-__all__ = ["load_ucsd"]
+__all__ = ["read_ucsd"]
 
 _LAYOUT = "<path>/Train/TrainNNN/*.tif, <path>/Test/TestNNN/*.tif, <path>/Test/TestNNN_gt/*.bmp"
 
@@ -95,7 +95,7 @@ def _attach_masks(video: Video, gt: Path) -> None:
 
 
 @VIDEO_DATASETS.register(name="ucsd")
-def load_ucsd(
+def read_ucsd(
     *,
     path: str,
     seed: int = 0,
