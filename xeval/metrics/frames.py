@@ -116,7 +116,7 @@ def _check_labels(y, where: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{where} must hold 0 (normal) or 1 (anomalous), found {y[i]!r} at frame {i} "
+            f"{where} must hold 0 (normal) or 1 (anomalous), found {y[i].item()!r} at frame {i} "
             f"(values {np.unique(y[bad])[:5].tolist()})"
         )
     return y != 0
@@ -127,7 +127,8 @@ def _check_scores(s, where: str) -> np.ndarray:
     if np.issubdtype(s.dtype, np.floating) and s.size and not np.isfinite(s).all():
         i = int(np.flatnonzero(~np.isfinite(s))[0])
         raise InputError(
-            f"{where} holds a non-finite score at frame {i} ({s[i]!r}); frame scores must be finite"
+            f"{where} holds a non-finite score at frame {i} ({s[i].item()!r}); frame scores "
+            "must be finite"
         )
     return check_map(s, where).astype(np.float64, copy=False)
 
@@ -599,7 +600,7 @@ def _video_frames(record, label: str) -> tuple[list, np.ndarray]:
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"metric {label!r}: record.inputs.frame_index[{i}] (sample {record.ids[i]!r}) is "
-            f"{f[i]!r}; expected an integer frame index >= 0"
+            f"{f[i].item()!r}; expected an integer frame index >= 0"
         )
     return list(vids), f.astype(np.int64)
 
@@ -678,7 +679,7 @@ class _FrameMetric(Metric):
             i = int(np.flatnonzero(~np.isfinite(s))[0])
             raise InputError(
                 f"metric {self.label!r}: the score of frame {frames[i]} of video {vids[i]!r} "
-                f"(sample {record.ids[i]!r}) is {s[i]!r}; frame scores must be finite"
+                f"(sample {record.ids[i]!r}) is {s[i].item()!r}; frame scores must be finite"
             )
         s = check_map(s, f"metric {self.label!r}: scores").astype(np.float64)
         _add(state, vids, frames, y, s, self.label)
