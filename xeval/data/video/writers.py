@@ -111,6 +111,8 @@ def write_video_file(
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     a = _as_thwc(frames)
+    if len(a) == 0:
+        raise ValueError(f"write_video_file: no frame to write to {p}")
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     mp4 = p.suffix.lower() in (".mp4", ".m4v", ".mov")
