@@ -184,3 +184,15 @@ def test_videos_can_be_pickled_and_read(ucsd):
     np.testing.assert_array_equal(v.frames(), test["Test001"])
     with pytest.raises(DatasetError, match=r"frame range \[2, 9\) is outside"):
         v.frames(2, 9)
+
+
+def test_reasons_resolve_file_numbers(ucsd, tmp_path):
+    import json
+
+    root = ucsd[0]
+    f = tmp_path / "xman_ped2.json"
+    f.write_text(json.dumps({"Test001/002": [["object", "bicycle"]]}))
+    ds = read_ucsd(path=str(root), reasons=str(f))
+    # 002.tif is frame 1 (0-based display order)
+    assert ds.test[0].reasons == {1: (("object", "bicycle"),)}
+    assert ds.vocabulary.names == ["object: bicycle"]
