@@ -604,8 +604,27 @@ def test_registered_errors():
     record, expl = video_record(labels, scores)
     m = METRICS.get("frame_auroc")()
     bare = Record(Inputs(ids=record.ids, category="x"), Targets(labels=record.targets.labels))
-    with pytest.raises(InputError, match="video_ids and frame_index is missing"):
+    with pytest.raises(
+        InputError, match="record.inputs.video_ids and record.inputs.frame_index are missing"
+    ):
         m.update(m.init(), bare, expl)
+    half = Record(
+        Inputs(ids=record.ids, category="x", video_ids=record.inputs.video_ids),
+        Targets(labels=record.targets.labels),
+    )
+    with pytest.raises(InputError, match=r"needs video records: record.inputs.frame_index is"):
+        m.update(m.init(), half, expl)
+    bad_index = Record(
+        Inputs(
+            ids=record.ids,
+            category="x",
+            video_ids=record.inputs.video_ids,
+            frame_index=np.array([0.0, 1.5, 2.0]),
+        ),
+        Targets(labels=record.targets.labels),
+    )
+    with pytest.raises(InputError, match=r"frame_index\[1\] .* is 1.5; expected an integer"):
+        m.update(m.init(), bad_index, expl)
     state = m.update(m.init(), record, expl)
     with pytest.raises(InputError, match="frame 0 of video 'v00' is given twice"):
         m.update(state, record.subset([0]), expl.subset([0]))

@@ -577,11 +577,11 @@ class FrameState:
 def _video_frames(record, label: str) -> tuple[list, np.ndarray]:
     vids, fidx = record.inputs.video_ids, record.inputs.frame_index
     if vids is None or fidx is None:
-        missing = " and ".join(
-            n for n, v in (("video_ids", vids), ("frame_index", fidx)) if v is None
-        )
+        gone = [f"record.inputs.{n}" for n, v in (("video_ids", vids), ("frame_index", fidx))]
+        gone = [g for g, v in zip(gone, (vids, fidx), strict=True) if v is None]
+        verb = "are" if len(gone) > 1 else "is"
         raise InputError(
-            f"metric {label!r} needs video records: record.inputs.{missing} is missing "
+            f"metric {label!r} needs video records: {' and '.join(gone)} {verb} missing "
             f"(ids {list(record.ids[:3])}{' ...' if len(record) > 3 else ''}); frame metrics "
             "need each frame's video id and frame index"
         )
