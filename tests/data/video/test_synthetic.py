@@ -347,6 +347,8 @@ def test_card_matches_the_reader():
 def test_read_back_with_the_shanghaitech_reader(quick):
     ds = read_synthetic_video(quick=True, root=str(quick.parent))
     ds.validate()
+    assert ds.name == "synthetic_video" and ds.root == quick
+    assert quick.name in ds.conventions["benchmark"]
     card = _card(quick)
     assert [v.video_id for v in ds.train] == card["train_videos"]
     assert [v.video_id for v in ds.test] == _test_ids(quick)

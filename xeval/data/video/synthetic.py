@@ -97,7 +97,7 @@ import numbers
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -796,8 +796,13 @@ def read_synthetic_video(
     path = build_synthetic_video(root=root, seed=seed, quick=quick)
     from xeval.data.video.shanghaitech import read_shanghaitech
 
-    return read_shanghaitech(
+    ds = read_shanghaitech(
         path=path,
         tracks=path / "testing" / "test_tracks",
         reasons=path / "xman_reasons.json",
     )
+    note = (
+        f"built-in synthetic_video v{SYNTHETIC_VIDEO_VERSION}, seed {seed}, quick={quick} "
+        f"({path.name}); planted anomalies (agent, reasons, frames) in {path / _CARD}"
+    )
+    return replace(ds, name="synthetic_video", conventions={**ds.conventions, "benchmark": note})
