@@ -182,27 +182,23 @@ def _names_of(idx: np.ndarray, names: Sequence[str] | None, shown: int = 5) -> s
 # ------------------------------------------------------------------------ kernels
 def _ap_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Per-column average precision (NaN where a column has no positive), one sort per
-    column for all thresholds: a positive frame contributes the precision at the end of
-    its group of tied scores, ``AP = sum over positives of P(group end) / n_pos``."""
-    n, _ = y.shape
-    # positives first within a tie (then by score): the sorted (score, label) sequence,
-    # hence every rounding, is the same for any order of the frames (exact merges)
-    first = np.argsort(~y, axis=0, kind="stable")
-    order = np.take_along_axis(
-        first, np.argsort(-np.take_along_axis(s, first, axis=0), axis=0, kind="stable"), axis=0
-    )
-    ss = np.take_along_axis(s, order, axis=0)
-    ys = np.take_along_axis(y, order, axis=0)
-    tps = np.cumsum(ys, axis=0, dtype=np.int64)
+    column for all thresholds: ``AP = sum over groups of tied scores of (positives in the
+    group) * (precision at the group's end) / n_pos``. Only group ends enter the sum, and
+    they depend on the sorted scores alone, so the value is bit-identical for any order
+    of the frames (exact merges)."""
+    st, yt = np.ascontiguousarray(s.T), np.ascontiguousarray(y.T)  # (R, n): sort rows
+    order = np.argsort(-st, axis=1)
+    ss = np.take_along_axis(st, order, axis=1)
+    tps = np.cumsum(np.take_along_axis(yt, order, axis=1), axis=1, dtype=np.int64)
     end = np.ones(ss.shape, dtype=bool)
-    end[:-1] = ss[:-1] != ss[1:]
-    rows = np.arange(n)[:, None]
-    group_end = np.minimum.accumulate(np.where(end, rows, n)[::-1], axis=0)[::-1]
-    precision = tps / (rows + 1)
-    at_end = np.take_along_axis(precision, group_end, axis=0)
-    pos = tps[-1]
+    end[:, :-1] = ss[:, :-1] != ss[:, 1:]
+    tp_end = np.where(end, tps, 0)
+    before = np.zeros_like(tps)  # true positives up to the end of the previous group
+    before[:, 1:] = np.maximum.accumulate(tp_end, axis=1)[:, :-1]
+    precision = tps / np.arange(1, ss.shape[1] + 1)
+    pos = tps[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        ap = np.where(ys, at_end, 0.0).sum(axis=0) / pos
+        ap = np.where(end, (tps - before) * precision, 0.0).sum(axis=1) / pos
     return np.where(pos > 0, ap, np.nan)
 
 
