@@ -140,12 +140,21 @@ def test_greedy_counts_a_duplicate_as_false_positive_any_does_not():
     assert fg.tolist() == [0, 0, 0.5] and rg.tolist() == [0, 1, 1]
 
 
-def test_greedy_prefers_higher_iou_among_equal_scores():
-    # two detections of equal score; det 1 overlaps r0 better than det 0 does
-    gt = [[0, 1, *box(0, 0)], [0, 2, *box(30, 0)]]
-    det = [[0, *box(3, 0), 0.5], [0, *box(0, 0), 0.5]]
-    fpr, rate, _ = rbdc_curve(gt, det, n_frames=1, matching="greedy")
-    assert rate.tolist() == [0, 0.5] and fpr.tolist() == [0, 1]  # det 0 lost r0
+def test_greedy_takes_pairs_by_score_then_iou():
+    # r1 contains r0; A (IoU 1 with r0, 0.5 with r1) and B (0.6 with r0, 0.3 < beta with r1)
+    gt = [[0, 1, 0, 0, 10, 10], [0, 2, 0, 0, 10, 20]]
+    a, b = [0, 0, 0, 10, 10], [0, 0, 0, 10, 6]
+    for sa, sb in ((0.5, 0.5), (0.9, 0.5)):
+        det = [[*a, sa], [*b, sb]]
+        # greedy: A-r0 (IoU 1) first, B-r0 refused, A-r1 refused: r1 missed, B a FP
+        fpr, rate, _ = rbdc_curve(gt, det, n_frames=1, beta=0.35, matching="greedy")
+        assert rate[-1] == 0.5 and fpr[-1] == 1.0
+        fpr, rate, _ = rbdc_curve(gt, det, n_frames=1, beta=0.35)
+        assert rate[-1] == 1.0 and fpr[-1] == 0.0
+    # B scored higher: B-r0 first, then A-r1: both detected, no false positive
+    det = [[*a, 0.5], [*b, 0.9]]
+    fpr, rate, _ = rbdc_curve(gt, det, n_frames=1, beta=0.35, matching="greedy")
+    assert rate.tolist() == [0, 0.5, 1.0] and fpr.tolist() == [0, 0, 0]
 
 
 def test_false_positives_per_frame():
@@ -198,11 +207,16 @@ def test_tbdc_alpha_rule():
         det = [[f, *box(0, 0), 1.0] for f in range(k)]
         return tbdc(gt, det, n_frames=30, alpha=alpha)
 
-    assert value(3, 0.1) == 1.0  # 3 / 30 >= 0.1 (0.1 * 30 is 3.0000000000000004 in float)
+    assert value(3, 0.1) == 1.0
     assert value(2, 0.1) == 0.0
     assert value(15, 0.5) == 1.0 and value(14, 0.5) == 0.0
     assert value(30, 1.0) == 1.0 and value(29, 1.0) == 0.0
     assert value(1, 1e-9) == 1.0
+    # 7 of 100 regions reach alpha = 0.07, although 0.07 * 100 is 7.000000000000001
+    gt100 = [[f, 5, *box(0, 0)] for f in range(100)]
+    det7 = [[f, *box(0, 0), 1.0] for f in range(7)]
+    assert 0.07 * 100 > 7 and tbdc(gt100, det7, n_frames=100, alpha=0.07) == 1.0
+    assert tbdc(gt100, det7[:6], n_frames=100, alpha=0.07) == 0.0
     # two tracks, the short one detected: TBDR 1/2 but RBDR 2/32
     gt2 = gt + [[0, 6, *box(40, 0)], [1, 6, *box(40, 0)]]
     det = [[0, *box(40, 0), 1.0]]

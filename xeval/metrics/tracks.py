@@ -27,8 +27,8 @@ For each distinct detection score ``t`` (detections with ``score >= t`` are kept
 - a **track** is detected when at least ``alpha`` of its regions are: ``count >= alpha *
   length`` with ``length`` its number of regions. Evaluated as ``count / length >=
   alpha`` in float64: that is the same inequality, and it keeps the decimal meaning of
-  ``alpha`` (``alpha = 0.1`` and 3 regions of 30 is a detection, while ``0.1 * 30``
-  rounds to ``3.0000000000000004`` in float64 and the product form would refuse it);
+  ``alpha`` (``alpha = 0.07`` and 7 regions of 100 is a detection, while ``0.07 * 100``
+  rounds to ``7.000000000000001`` in float64 and the product form would refuse it);
 - ``TBDR(t)`` = detected tracks / all tracks.
 
 The curve starts at (0, 0) and takes the points ``(FPR(t), rate(t))`` in order of
