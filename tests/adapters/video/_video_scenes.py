@@ -38,8 +38,10 @@ def scene(
 ):
     """``(frames (T, H, W, C) uint8, labels (T,) bool, boxes {frame: box})``.
 
-    Two normal agents always walk (one per lane, entering at random phases); the
-    anomalous agent (``anomaly``) is present in frames ``[start, stop)``."""
+    Two normal agents walk (one per lane, entering at random phases); the anomalous
+    agent (``anomaly``) is present in frames ``[start, stop)``, and the normal agent of
+    the upper lane, which most anomalies use, stays away meanwhile (so that the two
+    never merge into one blob)."""
     rng = np.random.default_rng(seed)
     bg = background(0, channels)
     frames = np.empty((n_frames, H, W, channels), np.uint8)
@@ -48,7 +50,10 @@ def scene(
     phase = rng.uniform(0, 70, size=2)
     for t in range(n_frames):
         f = bg.copy() + rng.normal(0, 2, bg.shape)
-        for (y, d), ph in zip(LANES.values(), phase, strict=True):
+        for (lane, (y, d)), ph in zip(LANES.items(), phase, strict=True):
+            busy = anomaly not in (None, "large", "forbidden") and start - 8 <= t < stop + 8
+            if lane == "upper" and busy:
+                continue
             pos = (ph + 1.5 * t) % 75 - 5
             draw(f, pos if d > 0 else W - pos, y)
         if anomaly is not None and start <= t < stop:

@@ -172,15 +172,16 @@ def test_deterministic_and_grey_frames(train):
 
 
 @pytest.mark.parametrize(
-    ("mode", "anomaly"), [("background", "large"), ("background", "object"), ("previous", "fast")]
+    ("mode", "anomaly", "bound"),
+    [("background", "large", 0.95), ("background", "object", 0.95), ("previous", "fast", 0.85)],
 )
-def test_tiny_scene_auroc(train, mode, anomaly):
+def test_tiny_scene_auroc(train, mode, anomaly, bound):
     """What a frame-difference baseline can see: new appearance and fast motion (it is
     blind to direction, location and loitering by design)."""
     det = FrameDifference(mode=mode).fit(train)
     frames, labels, boxes = scene(60, seed=9, anomaly=anomaly)
     p = det.predict(frames)
-    assert roc_auc_score(labels, p.scores) > 0.9
+    assert roc_auc_score(labels, p.scores) > bound
     # the map's maximum lies on the anomalous agent in a fully visible frame
     t = 30
     y, x = np.unravel_index(np.argmax(p.maps[t]), p.maps[t].shape)

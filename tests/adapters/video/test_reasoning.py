@@ -1,0 +1,265 @@
+"""The interpretable reasoning detector: option validation, objects and tracks on
+hand-built scenes, exact maps/boxes/scores relations, reason vocabulary mapping,
+determinism, and the tiny-scene behaviour (AUROC and the right reason per anomaly)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from _video_scenes import H, W, background, scene, training
+from sklearn.metrics import roc_auc_score
+
+from xeval.adapters.video.reasoning import ATTRIBUTES, INTERNAL_REASONS, ReasoningDetector
+from xeval.data.video.base import ReasonVocabulary
+from xeval.errors import InputError
+from xeval.registry import VIDEO_DETECTORS
+
+EXPECTED = {
+    "fast": ("action", "too fast"),
+    "wrong_direction": ("action", "wrong direction"),
+    "loiter": ("action", "loitering"),
+    "object": ("object", "unusual object"),
+    "large": ("object", "unusual size"),
+    "forbidden": ("location", "forbidden location"),
+}
+
+
+@pytest.fixture(scope="module")
+def train():
+    return training(n_videos=3, n_frames=80)
+
+
+@pytest.fixture(scope="module")
+def fitted(train):
+    return ReasoningDetector().fit(train)
+
+
+# ------------------------------------------------------------------------ options
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threshold": 0.0}, "threshold must be a finite number > 0"),
+        ({"threshold": 1.0}, r"threshold must lie in \(0, 1\)"),
+        ({"threshold": "auto"}, "threshold must be a number"),
+        ({"min_area": 0}, "min_area must be an integer >= 1"),
+        ({"min_area": 3.5}, "min_area must be an integer"),
+        ({"max_match_distance": -2.0}, "max_match_distance must be a finite number > 0"),
+        ({"max_match_distance": float("inf")}, "max_match_distance must be a finite number"),
+        ({"still_speed": 0}, "still_speed must be a finite number > 0"),
+        ({"still_speed": True}, "still_speed must be a number"),
+        ({"k": 0}, "k must be an integer >= 1"),
+        ({"max_bank": 0}, "max_bank must be an integer >= 1"),
+        ({"combine": "mean"}, "combine must be one of 'max', 'sum'"),
+        ({"stride": 0}, "stride must be an integer >= 1"),
+        ({"max_background_frames": False}, "max_background_frames must be an integer"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"name": None}, "name must be a non-empty string"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        ReasoningDetector(**kwargs)
+
+
+def test_registered_and_keyword_only():
+    assert VIDEO_DETECTORS.get("reasoning") is ReasoningDetector
+    assert ReasoningDetector.gives_reasons
+    with pytest.raises(TypeError):
+        ReasoningDetector("reasoning")  # type: ignore[misc]
+    VIDEO_DETECTORS.check_options("reasoning", {"threshold": None, "combine": "sum"})
+
+
+def test_predict_before_fit_and_wrong_size(fitted):
+    with pytest.raises(InputError, match="call fit"):
+        ReasoningDetector().predict(np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(InputError, match=r"was fitted on \(48, 64, 3\)"):
+        fitted.predict(np.zeros((2, H, W, 1), np.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        fitted.predict(np.zeros((2, H, W, 3), np.float64))
+    with pytest.raises(InputError, match="videos is empty"):
+        ReasoningDetector().fit([])
+
+
+# -------------------------------------------------------------- objects and tracks
+def _still_scene(n: int, boxes_at) -> tuple[np.ndarray, np.ndarray]:
+    bg = background(0)
+    frames = np.empty((n, H, W, 3), np.uint8)
+    frames[:] = np.round(bg).astype(np.uint8)
+    for t in range(n):
+        for x1, y1, x2, y2 in boxes_at(t):
+            frames[t, y1:y2, x1:x2] = (230, 40, 40)
+    return frames, bg
+
+
+def test_objects_boxes_speed_and_stillness():
+    """One agent moving 2 px / frame and one standing still: exact boxes, speeds, the
+    still run length, and a single track each."""
+    n = 12
+    frames, _ = _still_scene(n, lambda t: [(4 + 2 * t, 6, 9 + 2 * t, 14), (40, 30, 46, 38)])
+    train, _ = _still_scene(20, lambda t: [(4 + 2 * (t % 10), 6, 9 + 2 * (t % 10), 14)])
+    det = ReasoningDetector(threshold=0.2).fit([train])
+    p = det.predict(frames)
+    o = det.objects_
+    assert len(o["frame"]) == 2 * n
+    for t in range(n):
+        rows = o["box"][o["frame"] == t]
+        rows = rows[np.argsort(rows[:, 0])]
+        np.testing.assert_array_equal(rows[0], [4 + 2 * t, 6, 9 + 2 * t, 14])
+        np.testing.assert_array_equal(rows[1], [40, 30, 46, 38])
+    moving = o["box"][:, 1] == 6
+    np.testing.assert_allclose(o["speed"][moving], 2.0)
+    np.testing.assert_allclose(o["speed"][~moving], 0.0)
+    assert len(set(o["track"][moving])) == 1 and len(set(o["track"][~moving])) == 1
+    # the still agent stood still for the whole video: the loitering reason is high
+    # (training agents never stop) and equal in every frame (the full still run)
+    loiter = p.reasons[:, INTERNAL_REASONS.index(("action", "loitering"))]
+    still_scores = o["attribute_scores"][~moving, ATTRIBUTES.index("stillness")]
+    np.testing.assert_allclose(still_scores, (n - det.calibration_["stillness"][0]) / 1.0)
+    np.testing.assert_allclose(loiter, still_scores)
+    # boxes rows = (frame, x1, y1, x2, y2, anomaly score)
+    assert p.boxes.shape == (2 * n, 6)
+    np.testing.assert_array_equal(p.boxes[:, 0], o["frame"])
+    np.testing.assert_array_equal(p.boxes[:, 1:5], o["box"])
+    np.testing.assert_array_equal(p.boxes[:, 5], o["anomaly"])
+
+
+def test_empty_video_scores_zero(fitted):
+    frames = np.repeat(np.round(background(0)).astype(np.uint8)[None], 5, axis=0)
+    p = fitted.predict(frames)
+    assert np.all(p.scores == 0) and np.all(p.maps == 0) and np.all(p.reasons == 0)
+    assert p.boxes.shape == (0, 6)
+
+
+# ------------------------------------------------------------ maps, scores, reasons
+@pytest.mark.parametrize("stride", [1, 3])
+def test_map_is_exact_object_painting(train, stride):
+    det = ReasoningDetector(stride=stride).fit(train)
+    frames, _, _ = scene(40, seed=11, anomaly="large")
+    p = det.predict(frames)
+    hh, ww = -(-H // stride), -(-W // stride)
+    assert p.maps.shape == (40, hh, ww) and p.maps.dtype == np.float32
+    assert p.scores.shape == (40,) and p.reasons.shape == (40, len(INTERNAL_REASONS))
+    assert p.reason_names == INTERNAL_REASONS
+    o = det.objects_
+    for t in range(40):
+        here = o["frame"] == t
+        expect = o["anomaly"][here].max() if here.any() else 0.0
+        np.testing.assert_allclose(p.scores[t], expect)
+        np.testing.assert_allclose(p.maps[t].max(), np.float32(expect))
+        # outside every object's box the map is exactly 0
+        inside = np.zeros((hh, ww), bool)
+        for x1, y1, x2, y2 in o["box"][here].astype(int):
+            inside[y1 // stride : -(-y2 // stride), x1 // stride : -(-x2 // stride)] = True
+        assert np.all(p.maps[t][~inside] == 0)
+        np.testing.assert_allclose(
+            p.reasons[t],
+            o["attribute_scores"][here].max(0) if here.any() else 0.0,
+        )
+    # anomaly = max over attributes (default combine)
+    np.testing.assert_allclose(o["anomaly"], o["attribute_scores"].max(1))
+
+
+def test_combine_sum(train):
+    det = ReasoningDetector(combine="sum").fit(train)
+    det.predict(scene(20, seed=12, anomaly="fast")[0])
+    o = det.objects_
+    np.testing.assert_allclose(o["anomaly"], o["attribute_scores"].sum(1))
+
+
+def test_deterministic(train):
+    frames, _, _ = scene(30, seed=13, anomaly="wrong_direction")
+    a = ReasoningDetector().fit(train).predict(frames)
+    b = ReasoningDetector().fit(train).predict(frames)
+    for f in ("scores", "maps", "boxes", "reasons"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
+# ---------------------------------------------------------------- the tiny scenes
+@pytest.mark.parametrize("anomaly", sorted(EXPECTED))
+def test_tiny_scene_detects_and_explains(fitted, anomaly):
+    frames, labels, _ = scene(60, seed=21, anomaly=anomaly)
+    p = fitted.predict(frames)
+    assert roc_auc_score(labels, p.scores) > 0.9
+    j = INTERNAL_REASONS.index(EXPECTED[anomaly])
+    mean_reason = p.reasons[labels].mean(0)
+    assert int(np.argmax(mean_reason)) == j, (anomaly, mean_reason)
+    # the frame with the highest score for this reason shows the anomaly
+    assert labels[int(np.argmax(p.reasons[:, j]))]
+    # and the anomalous frames' reason beats every normal frame's on average
+    assert mean_reason[j] > p.reasons[~labels, j].max()
+
+
+def test_fast_object_gets_the_highest_too_fast_score(fitted):
+    frames, labels, boxes = scene(60, seed=22, anomaly="fast")
+    p = fitted.predict(frames)
+    o = fitted.objects_
+    assert labels[int(np.argmax(p.reasons[:, INTERNAL_REASONS.index(EXPECTED["fast"])]))]
+    j = ATTRIBUTES.index("speed")
+    best = int(np.argmax(o["attribute_scores"][:, j]))
+    t = int(o["frame"][best])
+    x1, y1, x2, y2 = o["box"][best]
+    bx1, by1, bx2, by2 = boxes[t]
+    assert labels[t] and x1 < bx2 and bx1 < x2 and y1 < by2 and by1 < y2
+
+
+# ------------------------------------------------------------------- vocabulary
+def test_set_vocabulary_maps_by_exact_name(fitted, recwarn):
+    vocab = ReasonVocabulary(
+        (
+            ("action", "run / jog"),
+            ("action", "too fast"),
+            ("location", "forbidden location"),
+        )
+    )
+    det = ReasoningDetector().fit(training(n_videos=1, n_frames=40))
+    with pytest.warns(UserWarning, match=r"no attribute for the reasons \[\('action', 'run / jog'"):
+        det.set_vocabulary(vocab)
+    assert det.unscored_reasons_ == (("action", "run / jog"),)
+    frames, _, _ = scene(30, seed=23, anomaly="fast")
+    p = det.predict(frames)
+    own = det.objects_
+    assert p.reason_names == vocab.fine and p.reasons.shape == (30, 3)
+    assert np.all(p.reasons[:, 0] == 0)
+    for t in range(30):
+        here = own["frame"] == t
+        a = own["attribute_scores"][here]
+        exp = a.max(0) if here.any() else np.zeros(len(ATTRIBUTES))
+        np.testing.assert_allclose(p.reasons[t, 1], exp[ATTRIBUTES.index("speed")])
+        np.testing.assert_allclose(p.reasons[t, 2], exp[ATTRIBUTES.index("location")])
+    # reasons outside the vocabulary still count in the frame score
+    np.testing.assert_allclose(p.scores.max(), own["anomaly"].max())
+    det.set_vocabulary(None)
+    assert det.predict(frames).reason_names == INTERNAL_REASONS
+    det.set_vocabulary([["object", "unusual size"]])
+    assert det.predict(frames).reason_names == (("object", "unusual size"),)
+
+
+@pytest.mark.parametrize("bad", ["action", 3, [("action",)], [("action", 1)]])
+def test_set_vocabulary_errors(fitted, bad):
+    with pytest.raises(InputError, match="vocabulary"):
+        ReasoningDetector().set_vocabulary(bad)
+
+
+def test_speed_target():
+    """fit + predict on ~400 frames of 96 x 128 within a few seconds (the target; the
+    bound here is loose for a shared machine)."""
+    rng = np.random.default_rng(0)
+    bg = np.kron(rng.integers(60, 200, (12, 16, 1)), np.ones((8, 8, 3))).astype(np.uint8)
+
+    def clip(n, seed):
+        r = np.random.default_rng(seed)
+        f = np.repeat(bg[None], n, axis=0)
+        for t in range(n):
+            for lane in range(4):
+                x = int((r.uniform(0, 1) * 5 + 2 * t + 30 * lane) % 120)
+                f[t, 10 + 20 * lane : 20 + 20 * lane, x : x + 6] = 250
+        return f
+
+    start = time.perf_counter()
+    det = ReasoningDetector().fit([clip(200, 1), clip(200, 2)])
+    p = det.predict(clip(400, 3))
+    elapsed = time.perf_counter() - start
+    assert p.scores.shape == (400,)
+    assert elapsed < 15.0, elapsed
