@@ -311,6 +311,21 @@ def test_default_plan_size_and_vocabulary():
     assert set(describe()) == set(EVENTS) and all(d["how"] for d in describe().values())
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+def test_every_planted_event_gives_one_track_whatever_the_seed(seed):
+    p = synthetic_video_params(quick=True)
+    bg = sv._background(seed, p)
+    for index in range(p["n_test"]):
+        vid = sv._video_id(p["n_train"] + index + 1)
+        _, r = sv._make_video(seed, p, bg, "test", vid, index)
+        planted = [k for k, _, _ in sv._test_events(index, p, p["n_frames"])]
+        assert sorted(a["event"] for a in r.anomalies) == sorted(planted)
+        labels = r.masks.any(axis=(1, 2))
+        assert 0 < labels.sum() < len(labels)
+        assert sorted(r.reasons) == np.flatnonzero(labels).tolist()
+        assert sorted(set(r.regions[:, 0].astype(int))) == sorted(r.reasons)
+
+
 @pytest.mark.slow
 def test_default_build_time_and_card(tmp_path):
     t0 = time.perf_counter()
