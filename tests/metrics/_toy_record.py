@@ -106,3 +106,40 @@ def toy(n: int = 10, seed: int = 0) -> tuple[Record, Explanation]:
         score_note="image score = detector score",
     )
     return Record(inputs, targets), expl
+
+
+VIDEO_REASONS = (("action", "too fast"), ("object", "unusual size"))
+
+
+def video_toy(n: int = 10, seed: int = 0) -> tuple[Record, Explanation]:
+    """The toy record as two videos of ``n // 2`` frames (ids ``v0``/``v1``, frame
+    indices 0..), with the targets video metrics read: ground-truth regions as rows
+    ``(frame, track, x1, y1, x2, y2)`` (one track per video: the box of each anomalous
+    frame's mask), X-MAN-style reasons on anomalous frames, and reason scores that
+    mostly -- not always -- rank the true reason first."""
+    record, expl = toy(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    half = n // 2
+    inputs = record.inputs
+    inputs.video_ids = ["v0"] * half + ["v1"] * (n - half)
+    inputs.frame_index = np.r_[np.arange(half), np.arange(n - half)]
+    regions, reasons = [], []
+    scores = rng.random((n, len(VIDEO_REASONS))) * 0.6
+    for i, m in enumerate(record.targets.masks):
+        if not m.any():
+            regions.append(np.zeros((0, 6)))
+            reasons.append(())
+            continue
+        ys, xs = np.nonzero(m)
+        f = inputs.frame_index[i]
+        regions.append(
+            np.array([[f, i // half, xs.min(), ys.min(), xs.max() + 1.0, ys.max() + 1.0]])
+        )
+        r = i % len(VIDEO_REASONS)
+        reasons.append((VIDEO_REASONS[r],))
+        scores[i, r] += 0.5
+    record.targets.regions = regions
+    record.targets.reasons = reasons
+    expl.reasons = scores
+    expl.reason_names = VIDEO_REASONS
+    return record, expl

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _toy_record import toy
+from _toy_record import toy, video_toy
 
 from xeval.metrics.base import FAMILIES, STAGES, Metric, MetricValue
 from xeval.registry import METRICS, check_options, option_spec
@@ -28,10 +28,21 @@ def make(name: str) -> Metric:
     return METRICS.get(name)(**TOY_OPTIONS.get(name, {}))
 
 
+#: Families whose metrics read video records (video ids, frame indices, tracks, reasons).
+VIDEO_FAMILIES = ("video", "reasons")
+
+
+def toy_for(name: str):
+    """The toy record: as two videos for video and reason metrics."""
+    return video_toy() if METRICS.get(name).family in VIDEO_FAMILIES else toy()
+
+
 def test_the_registry_holds_every_family_we_ship():
     families = {METRICS.get(n).family for n in NAMES}
     assert {"detection", "localisation", "faithfulness", "robustness", "sanity"} <= families
     assert {"aupimo", "auc_spro", "aupro", "pixel_auroc", "deletion_auc"} <= set(NAMES)
+    assert {"video", "reasons"} <= families
+    assert {"frame_auroc", "rbdc", "tbdc", "reason_map", "pixel_criterion_auc"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -81,7 +92,7 @@ QUERIES_DETECTOR = ("faithfulness", "robustness", "sanity")
 
 @pytest.mark.parametrize("name", NAMES)
 def test_merge_of_split_states_equals_the_whole(name):
-    record, expl = toy()
+    record, expl = toy_for(name)
     m = make(name)
     a_idx, b_idx = [0, 3, 4, 7, 8], [1, 2, 5, 6, 9]  # both halves hold both classes
     with warnings.catch_warnings():
@@ -104,7 +115,7 @@ def test_merge_of_split_states_equals_the_whole(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_defined_on_the_toy_record(name):
     """The merge test above would pass on NaN == NaN: each metric must give a number."""
-    record, expl = toy()
+    record, expl = toy_for(name)
     m = make(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -119,42 +130,46 @@ def test_every_metric_appears_in_the_report(tmp_path):
     from xeval.reports import ReportData, write_report
     from xeval.results import results_frame
 
-    record, expl = toy()
-    metrics = [make(n) for n in NAMES]
-    states = MetricStates(metrics)
-    subsets = {m.label: list(record.ids) for m in metrics if m.subset}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        states.update(record, expl, stage="stream", subsets=subsets)
-        states.update(record, expl, stage="probe", subsets=subsets)
-
-    class Split:  # the part of a CategorySplit that collect reads
-        category = "toy"
-        test = [
-            type("S", (), {"id": i, "label": int(y), "defect": d})
-            for i, y, d in zip(
-                record.ids, record.targets.labels, record.targets.defects, strict=True
-            )
-        ]
-
     native = NativeMap()
     native.name = "toy"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        unit = collect_unit(
-            detector="toy_conv",
-            explainers=[native],
-            metrics=metrics,
-            states={"toy": states},
-            scores_by_id={},
-            split=Split,
-            dataset="toy",
-            protocol="walk",
-            n_boot=20,
-            seed=0,
-            subsets=subsets,
-        )
-    results = results_frame(unit["rows"])
+    rows = []
+    for video in (False, True):  # image metrics on images, video metrics on videos
+        record, expl = video_toy() if video else toy()
+        metrics = [make(n) for n in NAMES if (METRICS.get(n).family in VIDEO_FAMILIES) == video]
+        states = MetricStates(metrics)
+        subsets = {m.label: list(record.ids) for m in metrics if m.subset}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            states.update(record, expl, stage="stream", subsets=subsets)
+            states.update(record, expl, stage="probe", subsets=subsets)
+
+        class Split:  # the part of a CategorySplit that collect reads
+            category = "toy"
+            test = [
+                type("S", (), {"id": i, "label": int(y), "defect": d})
+                for i, y, d in zip(
+                    record.ids, record.targets.labels, record.targets.defects, strict=True
+                )
+            ]
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            unit = collect_unit(
+                detector="toy_conv",
+                explainers=[native],
+                metrics=metrics,
+                states={"toy": states},
+                scores_by_id={},
+                split=Split,
+                dataset="toy",
+                protocol="walk",
+                n_boot=20,
+                seed=0,
+                subsets=subsets,
+            )
+        rows += unit["rows"]
+    metrics = [make(n) for n in NAMES]
+    results = results_frame(rows)
     assert set(results["label"]) == {m.label for m in metrics}
     write_report(ReportData(results=results), tmp_path, figures=False)
     md = (tmp_path / "results.md").read_text()

@@ -29,6 +29,16 @@ State API (``init / update / merge / compute``): :class:`PixelRanking` (exact or
 binned streaming), :class:`ThresholdMetrics`, :class:`ImageMetrics`,
 :class:`LocalisationMetrics`, :class:`ComplexityMetrics`.
 
+Video (``labels`` / ``scores``: one 1-D array per video): :func:`frame_auroc`,
+:func:`frame_aupr`, :func:`frame_eer` (micro or macro, optional sentinel convention),
+:func:`preprocess_frame_scores` (smoothing, per-video min-max -- optimistic --, dropped
+leading frames, all off by default); the UCSD pixel-level criterion
+:func:`pixel_criterion_curve` / :func:`pixel_criterion_auc`; region and track detection
+criteria :func:`rbdc` / :func:`tbdc` (Street Scene) and :func:`regions_from_maps`.
+Reasons (X-MAN): :func:`reason_ap`, :func:`reason_map`, :func:`reason_top_k`,
+:func:`reason_confusion`, :func:`most_confused`, :func:`coarse_labels` /
+:func:`coarse_scores`.
+
 Reliability rules (every function and state):
 
 - **undefined is NaN, never a default**: where a metric is undefined for the input (one
@@ -66,6 +76,15 @@ from xeval.metrics.faithfulness import (
     insertion_curve,
     perturbation_curve,
 )
+from xeval.metrics.frames import (
+    frame_aupr,
+    frame_auroc,
+    frame_eer,
+    pixel_criterion_auc,
+    pixel_criterion_curve,
+    pixel_criterion_values,
+    preprocess_frame_scores,
+)
 from xeval.metrics.localisation import (
     LocalisationMetrics,
     pointing_game,
@@ -85,6 +104,15 @@ from xeval.metrics.randomisation import (
     model_parameter_randomisation,
     mprt_summary,
 )
+from xeval.metrics.reasons import (
+    coarse_labels,
+    coarse_scores,
+    most_confused,
+    reason_ap,
+    reason_confusion,
+    reason_map,
+    reason_top_k,
+)
 from xeval.metrics.resize import resize_to
 from xeval.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
 from xeval.metrics.spro import auc_spro, spro_at, spro_curve
@@ -96,8 +124,28 @@ from xeval.metrics.threshold import (
     normal_threshold,
     pro_at,
 )
+from xeval.metrics.tracks import rbdc, rbdc_curve, regions_from_maps, tbdc, tbdc_curve
 
 __all__ = [
+    "coarse_labels",
+    "coarse_scores",
+    "frame_aupr",
+    "frame_auroc",
+    "frame_eer",
+    "most_confused",
+    "pixel_criterion_auc",
+    "pixel_criterion_curve",
+    "pixel_criterion_values",
+    "preprocess_frame_scores",
+    "rbdc",
+    "rbdc_curve",
+    "reason_ap",
+    "reason_confusion",
+    "reason_map",
+    "reason_top_k",
+    "regions_from_maps",
+    "tbdc",
+    "tbdc_curve",
     "Explanation",
     "Metric",
     "MetricValue",
