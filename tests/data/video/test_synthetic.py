@@ -139,9 +139,10 @@ def test_bad_parameters_are_input_errors(tmp_path):
         ({"n_frames": 5}, "n_frames"),
         ({"n_train": 0}, "n_train"),
         ({"n_test": 2.0}, "n_test"),
+        ({"root": 3}, "root"),
     ):
         with pytest.raises(InputError, match=word):
-            build_synthetic_video(root=tmp_path, **kw)
+            build_synthetic_video(**{"root": tmp_path, **kw})
     assert not any(tmp_path.iterdir())  # nothing written
 
 

@@ -763,6 +763,8 @@ def build_synthetic_video(
     """
     seed = _check_seed(seed)
     params = synthetic_video_params(quick=quick, n_train=n_train, n_test=n_test, n_frames=n_frames)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise InputError(f"root must be a folder path or None, got {root!r}")
     cache = Path(root) if root is not None else default_cache_dir() / "synthetic_video"
     final = cache / _cache_key(params, seed)
     if (final / _CARD).is_file():
