@@ -423,6 +423,9 @@ def test_wrong_column_counts():
         rbdc(GT, [[0, 0, 0, 10, 10, 0.5, 1]], n_frames=1)
     with pytest.raises(InputError, match=r"detections must be an \(n, 6\)"):
         rbdc(GT, [0, 0, 0, 10, 10, 0.5], n_frames=1)  # a 1-D row
+    with pytest.raises(InputError, match=r"gt_regions must be an \(n, 6\).*\(3, 0\)"):
+        rbdc(np.zeros((3, 0)), DET, n_frames=1)
+    assert rbdc(GT, np.zeros((0, 6)), n_frames=1) == rbdc(GT, [], n_frames=1) == 0.0
     with pytest.raises(InputError, match="gt_regions must be a numeric array"):
         rbdc([["a", 1, 0, 0, 1, 1]], DET, n_frames=1)
 

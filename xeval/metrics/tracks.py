@@ -53,10 +53,10 @@ convention a duplicate detection of an already detected region is a false alarm 
 PASCAL VOC rule), otherwise a method could add duplicates at no cost and the convention
 would change only the detection rate. Differences to ``"any"``: a detection detects at
 most one region (two regions overlapped by one box count once), and duplicates count as
-false positives; so greedy FPR >= any FPR and greedy rates <= any rates at every
-threshold, and RBDC/TBDC under greedy are <= those under "any" whenever the curves reach
-``fpr_max``. Greedy is also not an optimal assignment (a high-scored box can take a
-region that a lower-scored box was the only match for).
+false positives; so at every threshold greedy FPR >= "any" FPR and greedy rates <=
+"any" rates (tested), and greedy values are usually lower. Greedy is also not an optimal
+assignment (a high-scored box can take a region that a lower-scored box was the only
+match for).
 
 Computation (all thresholds from one sort)
 ------------------------------------------
@@ -122,7 +122,7 @@ def _rows(a, name: str, ncols: int, cols: str) -> np.ndarray:
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise InputError(f"{name} must be a numeric array of rows {cols}: {e}") from None
-    if arr.size == 0 and arr.ndim <= 2 and (arr.ndim < 2 or arr.shape[1] in (0, ncols)):
+    if arr.size == 0 and (arr.ndim == 1 or (arr.ndim == 2 and arr.shape == (0, ncols))):
         return np.zeros((0, ncols), dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != ncols:
         raise InputError(
