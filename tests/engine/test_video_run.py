@@ -131,7 +131,7 @@ def _cfg(**over):
             "reason_map",
             {"name": "reason_map", "level": "coarse"},
         ],
-        "evaluation": {"bootstrap": 20},
+        "evaluation": {"jackknife_groups": 20},
         "report": {"figures": True, "filmstrip": True},
     }
     raw.update(over)
@@ -139,7 +139,7 @@ def _cfg(**over):
 
 
 def test_run_video_end_to_end(tmp_path):
-    res = run_video(_cfg(), out_dir=tmp_path / "out")
+    res = run_video(_cfg(dataset={"format": "toy_video", "n_test": 8}), out_dir=tmp_path / "out")
     r = res.results
     assert set(r["explainer"]) == {"native", "random", "sobel", "centre"}
     assert set(r["family"]) >= {"video", "localisation", "reasons"}
@@ -149,22 +149,48 @@ def test_run_video_end_to_end(tmp_path):
     assert auc == pytest.approx(roc_auc_score(pf["label"], pf["score"]), abs=1e-12)
     assert auc == 1.0
     # per_frame.csv holds every test frame once per explainer
-    assert len(res.per_frame) == 4 * 3 * T
+    assert len(res.per_frame) == 4 * 8 * T
     # the detector was fitted on the held-out split only (2 of 3 training videos)
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
     unit = man["units"]["bright_test"]
     assert len(unit["fit_videos"]) == 2 and len(unit["validation_videos"]) == 1
     assert not set(unit["fit_videos"]) & set(unit["validation_videos"])
-    assert man["dataset"]["anomalous_test_frames"] == 12
+    assert man["dataset"]["anomalous_test_frames"] == 7 * 6
     assert "frame_auroc" in man["conventions"]["metrics"]
     for f in ("results.csv", "per_frame.csv", "manifest.json", "results.md", "index.html"):
         assert (tmp_path / "out" / f).is_file()
     md = (tmp_path / "out" / "results.md").read_text()
     assert "## Conclusion" in md and "Reasons (X-MAN)" in md
-    # the random reason scorer is a control and loses to a reason-aware detector
+    # the random reason scorer is a control and clearly loses to a reason-aware
+    # detector (paired jackknife over the 8 videos)
     v = pd.read_csv(tmp_path / "out" / "verdicts.csv")
     rm = v[(v["explainer"] == "native") & (v["metric"] == "reason_map")]
-    assert rm["verdict"].iloc[0] == "beats"
+    assert rm["verdict"].iloc[0] == "beats" and rm["min_z"].iloc[0] > 1.96
+    # every metric has a jackknife CI around its value (8 videos, 8 groups)
+    nat = r[(r["explainer"] == "native") & np.isfinite(r["value"])]
+    assert (nat["ci_low"] <= nat["value"] + 1e-12).all()
+    assert (nat["value"] <= nat["ci_high"] + 1e-12).all()
+
+
+def test_jackknife_matches_the_textbook_formula(tmp_path):
+    """Delete-one-video jackknife of the micro frame AUROC equals the formula computed
+    from scikit-learn on the videos left in."""
+    from xeval.engine.video import Z95, jackknife_se
+
+    res = run_video(_cfg(dataset={"format": "toy_video", "n_test": 5}), out_dir=tmp_path)
+    pf = res.per_frame[res.per_frame["explainer"] == "random"]
+    vids = list(dict.fromkeys(pf["video"]))
+    reps = []
+    for v in vids:
+        keep = pf[pf["video"] != v]
+        reps.append(roc_auc_score(keep["label"], keep["score"]))
+    reps = np.asarray(reps)
+    se = math.sqrt((len(reps) - 1) / len(reps) * np.sum((reps - reps.mean()) ** 2))
+    assert jackknife_se(reps) == pytest.approx(se)
+    row = res.results[
+        (res.results["explainer"] == "random") & (res.results["label"] == "frame_auroc")
+    ]
+    assert row["ci_high"].iloc[0] - row["value"].iloc[0] == pytest.approx(Z95 * se, rel=1e-9)
 
 
 def test_html_is_escaped(tmp_path):

@@ -280,7 +280,7 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
     rows: list[dict] = []
     per_frame: list[pd.DataFrame] = []
     curves: list[dict] = []
-    extras: dict = {"reasons": {}, "filmstrip": {}, "reason_scores": {}}
+    extras: dict = {"reasons": {}, "filmstrip": {}, "reason_scores": {}, "replicates": {}}
     film_frames = filmstrip_frames(ds)
     extras["filmstrip_frames"] = film_frames
     units: dict = {}
@@ -318,16 +318,16 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
             units[spec.name]["calibration"][exp.name] = {
                 f"{r[0]}@{r[1]:g}" if len(r) > 1 else r[0]: v for r, v in calibration.items()
             }
-            states: MetricStates | None = None
-            active: list[Metric] = []
+            by_video: dict[str, MetricStates] = {}
+            active: list[Metric] | None = None
             film: dict = {}
             y_true, y_score = [], []
             for v in progress(ds.test, desc=f"{spec.name}/{exp.name} test"):
                 frames = v.frames()
                 ex = _explain(exp, frames, preds[v.video_id], v, ds)
-                if states is None:
+                if active is None:
                     active = _applicable(metrics, ex)
-                    states = MetricStates(active)
+                states = by_video[v.video_id] = MetricStates(active)
                 for rec, expl in _records(v, ds, ex, exp, calibration, cfg.evaluation.chunk_frames):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -350,9 +350,14 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
                     np.concatenate(y_score),
                     np.concatenate([np.asarray(v.labels).astype(bool) for v in ds.test]),
                 )
-            new_rows, new_curves, reason_extra = _collect(
-                spec.name, exp, active, states, ds, cfg, out
+            states, replicates = jackknife_states(
+                list(by_video.values()), max_groups=cfg.evaluation.jackknife_groups
             )
+            new_rows, new_curves, reason_extra = _collect(
+                spec.name, exp, active or [], states, replicates, ds, cfg
+            )
+            for r in new_rows:
+                extras["replicates"][(spec.name, exp.name, r["label"])] = r.pop("_replicates")
             rows.extend(new_rows)
             curves.extend(new_curves)
             if reason_extra:
@@ -444,16 +449,65 @@ def _per_frame_rows(det: str, exp: VideoExplainer, v: Video, ex: VideoExplanatio
     )
 
 
-def _collect(det: str, exp: VideoExplainer, metrics, states: MetricStates, ds, cfg, out):
+MAX_JACKKNIFE_GROUPS = 20
+"""Default of ``evaluation.jackknife_groups``: videos are split into at most this many
+groups (round-robin in test order) for the delete-a-group jackknife."""
+Z95 = 1.959963984540054
+
+
+def jackknife_states(
+    per_video: list[MetricStates], *, max_groups: int = MAX_JACKKNIFE_GROUPS
+) -> tuple[MetricStates, list[MetricStates]]:
+    """The merged state of all videos and, for the delete-a-group jackknife, the merged
+    state of all videos but one group, for each of ``G = min(n, 20)`` groups (videos
+    assigned round-robin in test order; prefix/suffix merges, so ``O(G)`` merges).
+    Videos, not frames, are the independent units: frames of a video are correlated."""
+    n = len(per_video)
+    g = min(n, max_groups)
+    groups: list[MetricStates] = []
+    for k in range(g):
+        members = per_video[k::g]
+        acc = members[0]
+        for st in members[1:]:
+            acc = acc.merge(st)
+        groups.append(acc)
+    prefix: list[MetricStates | None] = [None]
+    for st in groups:
+        prefix.append(st if prefix[-1] is None else prefix[-1].merge(st))
+    suffix: list[MetricStates | None] = [None]
+    for st in reversed(groups):
+        suffix.append(st if suffix[-1] is None else st.merge(suffix[-1]))
+    suffix = suffix[::-1]  # suffix[k] = merge(groups[k:])
+    full = prefix[-1]
+    if g < 2:
+        return full, []
+    loo = []
+    for k in range(g):
+        a, b = prefix[k], suffix[k + 1]
+        loo.append(b if a is None else (a if b is None else a.merge(b)))
+    return full, loo
+
+
+def jackknife_se(replicates) -> float:
+    """Delete-a-group jackknife standard error ``sqrt((G-1)/G * sum((t_g - mean)^2))``
+    over the finite replicates (NaN with fewer than two)."""
+    t = np.asarray(replicates, dtype=float)
+    t = t[np.isfinite(t)]
+    if t.size < 2:
+        return math.nan
+    return float(math.sqrt((t.size - 1) / t.size * float(np.sum((t - t.mean()) ** 2))))
+
+
+def _collect(det: str, exp: VideoExplainer, metrics, states, replicates, ds, cfg):
     rows, curves = [], []
     reason_extra: dict = {}
     for i, m in enumerate(metrics):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             v = states.compute(i)
-            lo, hi = m.confidence_interval(
-                states.state_of(i), v, n_boot=cfg.evaluation.bootstrap, seed=cfg.seed
-            )
+            reps = np.array([st.compute(i).value for st in replicates], dtype=float)
+        se = jackknife_se(reps)
+        lo, hi = (v.value - Z95 * se, v.value + Z95 * se) if math.isfinite(se) else (math.nan,) * 2
         rows.append(
             make_row(
                 detector=det,
@@ -476,6 +530,7 @@ def _collect(det: str, exp: VideoExplainer, metrics, states: MetricStates, ds, c
                 note=v.note,
             )
         )
+        rows[-1]["_replicates"] = reps
         for kind, xy in (v.curves or {}).items():
             if m.family == "reasons":
                 reason_extra[f"{m.label}:{kind}"] = xy
@@ -519,6 +574,13 @@ def _manifest(cfg, ds: VideoDataset, metrics, results, units, timings) -> dict:
         "bilinearly to the frame's native size; no normalisation, no clamping",
         "thresholds": "map thresholds (boxes from maps) chosen on held-out normal "
         "training videos, never on the test set",
+        "confidence intervals": "95% delete-a-group jackknife over videos (at most "
+        f"{cfg.evaluation.jackknife_groups} groups, round-robin in test order), normal "
+        "approximation value +- 1.96 se (may exceed a metric's range); videos are the "
+        "independent units",
+        "verdicts": "a method beats a control on a metric when their paired difference "
+        "exceeds 1.96 jackknife standard errors of the difference (same video groups); "
+        "loses when it falls below -1.96 se; ties otherwise",
         "dataset": dict(ds.conventions),
         "metrics": {
             m.label: {"params": m.params, "note": _first_note(results, m.label)} for m in metrics

@@ -16,7 +16,7 @@
       - {name: frame_auroc, average: macro}
       - {name: rbdc, beta: 0.1}
       - {name: reason_map, level: coarse}
-    evaluation: {validation_videos: 0.25, bootstrap: 500}
+    evaluation: {validation_videos: 0.25, jackknife_groups: 20}
     report: {figures: true, filmstrip: true}
 
 A configuration is a video configuration when its ``dataset.format`` is a registered
@@ -92,12 +92,12 @@ _DETECTOR_KEYS = {"kind", "name", "params", "explainers", "description"}
 class VideoEvaluation:
     """``validation_videos``: fraction of the normal training videos held out (seeded,
     whole videos, at least one) to calibrate map thresholds, never the test set;
-    ``bootstrap``: resamples of the **video-level** bootstrap CIs (videos are the
-    independent units; frames of a video are not); ``chunk_frames``: frames per metric
-    update (memory)."""
+    ``jackknife_groups``: at most this many groups of videos for the delete-a-group
+    jackknife behind the CIs and verdicts (videos are the independent units; frames of a
+    video are not); ``chunk_frames``: frames per metric update (memory)."""
 
     validation_videos: float = 0.25
-    bootstrap: int = 500
+    jackknife_groups: int = 20
     chunk_frames: int = 64
 
 
@@ -271,7 +271,9 @@ def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
     build_metrics(metrics, where=f"{where}: metrics")
     ev = raw.get("evaluation") or {}
     _expect(isinstance(ev, Mapping), f"{where}: evaluation must be a mapping")
-    _check_keys(ev, {"validation_videos", "bootstrap", "chunk_frames"}, f"{where}: evaluation")
+    _check_keys(
+        ev, {"validation_videos", "jackknife_groups", "chunk_frames"}, f"{where}: evaluation"
+    )
     vv = ev.get("validation_videos", 0.25)
     _expect(
         isinstance(vv, numbers.Real) and not isinstance(vv, bool) and 0 < vv < 1,
@@ -279,7 +281,9 @@ def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
     )
     evaluation = VideoEvaluation(
         validation_videos=float(vv),
-        bootstrap=_int(ev.get("bootstrap", 500), f"{where}: evaluation.bootstrap", minimum=1),
+        jackknife_groups=_int(
+            ev.get("jackknife_groups", 20), f"{where}: evaluation.jackknife_groups", minimum=2
+        ),
         chunk_frames=_int(
             ev.get("chunk_frames", 64), f"{where}: evaluation.chunk_frames", minimum=1
         ),

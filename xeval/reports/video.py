@@ -49,13 +49,25 @@ def _fmt(v: float, d: int = 3) -> str:
 
 
 # ------------------------------------------------------------------------ verdicts
-def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
-    """Per detector, real explainer and metric: ``beats`` when its value is better than
-    every control's on that metric (by more than the CI half-width when both have a CI,
-    else strictly), ``loses`` when some control is strictly better, ``ties`` otherwise;
-    ``insufficient evidence`` with fewer than :data:`MIN_ANOMALOUS_FRAMES` anomalous
-    frames or :data:`MIN_VIDEOS` test videos; ``undefined`` when the value is NaN.
-    A control with a NaN value is not a comparator (it cannot win by being undefined)."""
+def video_verdicts(
+    results: pd.DataFrame, manifest: dict, replicates: dict | None = None
+) -> pd.DataFrame:
+    """Per detector, real explainer and metric, against every control with a defined
+    value (a control cannot win by being undefined):
+
+    - ``beats``: for every control, the paired difference (method - control, signed so
+      that positive is better) exceeds ``1.96`` delete-a-group jackknife standard errors
+      of that difference (the same video groups left out of both);
+    - ``loses``: for some control the difference is below ``-1.96`` standard errors;
+    - ``ties``: otherwise (the difference is within the uncertainty);
+    - ``inconclusive``: no standard error (fewer than two finite jackknife replicates);
+    - ``insufficient evidence``: fewer than :data:`MIN_ANOMALOUS_FRAMES` anomalous frames
+      or :data:`MIN_VIDEOS` test videos; ``undefined``: the method's value is NaN.
+
+    ``replicates``: ``{(detector, explainer, label): jackknife replicate values}``."""
+    from xeval.engine.video import Z95, jackknife_se
+
+    replicates = replicates or {}
     info = manifest.get("dataset", {})
     thin = (
         info.get("anomalous_test_frames", 0) < MIN_ANOMALOUS_FRAMES
@@ -66,23 +78,38 @@ def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
         ctrl = g[g["control"].astype(bool)]
         ctrl = ctrl[np.isfinite(ctrl["value"].astype(float))]
         hib = bool(g["higher_is_better"].iloc[0])
+        sign = 1.0 if hib else -1.0
         for _, r in g[~g["control"].astype(bool)].iterrows():
             v = float(r["value"])
-            best, best_name = math.nan, ""
-            if not ctrl.empty:
-                best = ctrl["value"].max() if hib else ctrl["value"].min()
-                best_name = ctrl.loc[
-                    ctrl["value"].idxmax() if hib else ctrl["value"].idxmin(), "explainer"
-                ]
+            best, best_name, worst_z = math.nan, "", math.inf
+            comparisons = []
+            for _, c in ctrl.iterrows():
+                d = sign * (v - float(c["value"]))
+                rm = replicates.get((det, r["explainer"], label))
+                rc = replicates.get((det, c["explainer"], label))
+                se = math.nan
+                if rm is not None and rc is not None and len(rm) == len(rc):
+                    se = jackknife_se(sign * (np.asarray(rm) - np.asarray(rc)))
+                comparisons.append((d, se, c["explainer"], float(c["value"])))
+            if comparisons:
+                d0, _, best_name, best = min(comparisons, key=lambda x: x[0])
             if thin:
                 verdict = "insufficient evidence"
             elif not math.isfinite(v):
                 verdict = "undefined"
-            elif ctrl.empty:
+            elif not comparisons:
                 verdict = "no control"
+            elif any(d + Z95 * se < 0 for d, se, _, _ in comparisons if math.isfinite(se)):
+                verdict = "loses"
+            elif any(not math.isfinite(se) for _, se, _, _ in comparisons):
+                verdict = "inconclusive"
+            elif all(d - Z95 * se > 0 for d, se, _, _ in comparisons):
+                verdict = "beats"
             else:
-                diff = (v - best) if hib else (best - v)
-                verdict = "beats" if diff > 0 else ("ties" if diff == 0 else "loses")
+                verdict = "ties"
+            for d, se, _, _ in comparisons:
+                if math.isfinite(se) and se > 0:
+                    worst_z = min(worst_z, d / se)
             out.append(
                 {
                     "detector": det,
@@ -90,8 +117,9 @@ def video_verdicts(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
                     "metric": label,
                     "family": r["family"],
                     "value": v,
-                    "best_control": best_name if not ctrl.empty else "",
-                    "best_control_value": float(best) if not ctrl.empty else math.nan,
+                    "best_control": best_name,
+                    "best_control_value": best,
+                    "min_z": worst_z if math.isfinite(worst_z) else math.nan,
                     "verdict": verdict,
                 }
             )
@@ -117,9 +145,12 @@ def conclusion(results: pd.DataFrame, verdicts: pd.DataFrame, manifest: dict) ->
         for fam, gf in g.groupby("family", sort=False):
             beats = gf[gf["verdict"] == "beats"]["metric"].tolist()
             loses = gf[gf["verdict"] == "loses"]["metric"].tolist()
-            part = f"{fam}: beats every control on {len(beats)} of {len(gf)} metrics"
+            ties = gf[gf["verdict"].isin(["ties", "inconclusive"])]["metric"].tolist()
+            part = f"{fam}: clearly beats every control on {len(beats)} of {len(gf)} metrics"
+            if ties:
+                part += f"; not distinguishable from a control on {', '.join(ties)}"
             if loses:
-                part += f" (loses on {', '.join(loses)})"
+                part += f"; a control is clearly better on {', '.join(loses)}"
             by_fam.append(part)
         lines.append(f"**{det} / {exp}** — " + "; ".join(by_fam) + ".")
     return lines
@@ -394,8 +425,10 @@ def _summary_table(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
         md.append(f"| {det} | {exp}{' (control)' if ctrl else ''} | " + " | ".join(cells) + " |")
     md += [
         "",
-        "Bold: beats every control on that metric; ✗: a control is better. Controls are "
-        "listed for reference; a control's value never counts as a method's.",
+        "Bold: clearly beats every control on that metric (paired difference > 1.96 "
+        "jackknife standard errors over videos); ✗: a control is clearly better; plain: "
+        "not distinguishable from the best control with this many videos. Brackets: 95% "
+        "jackknife CI over videos. Controls are listed for reference.",
     ]
     return md
 
@@ -405,7 +438,7 @@ def write_video_report(res, ds, cfg) -> dict:
     run's folder; returns the paths written."""
     out = Path(res.out_dir)
     results, manifest = res.results, res.manifest
-    verdicts = video_verdicts(results, manifest)
+    verdicts = video_verdicts(results, manifest, res.extras.get("replicates"))
     files = {"verdicts": atomic_write_text(out / "verdicts.csv", verdicts.to_csv(index=False))}
     figures: dict[str, Path] = {}
     dets = list(dict.fromkeys(results["detector"]))
