@@ -92,7 +92,8 @@ def _check_summary(cfg) -> None:
         expl = ", ".join(e.name for e in cfg.explainers_for(d))
         labels = ", ".join(m.label for m in build_metrics(cfg.metrics_for(d)))
         print(f"  detector {d.name} ({d.kind}): explainers [{expl}]; metrics [{labels}]")
-    print(f"  output: {cfg.output}; seed {cfg.seed}; batch size {cfg.batch_size}")
+    batch = f"; batch size {cfg.batch_size}" if hasattr(cfg, "batch_size") else ""
+    print(f"  output: {cfg.output}; seed {cfg.seed}{batch}")
 
 
 def _summary(res) -> None:

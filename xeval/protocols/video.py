@@ -164,6 +164,9 @@ class VideoRunConfig:
     def explainers_for(self, det: VideoDetectorSpec) -> list[ComponentSpec]:
         return det.explainers if det.explainers is not None else self.explainers
 
+    def metrics_for(self, det: VideoDetectorSpec) -> list[ComponentSpec]:
+        return self.metrics
+
 
 def is_video_config(raw) -> bool:
     """Whether a raw configuration mapping names a video dataset format."""

@@ -333,7 +333,8 @@ def _reason_sections(res, ds, out: Path, figures: dict) -> tuple[list[str], dict
     )
     md.append("")
     tables = {}
-    for det in dict.fromkeys(k[0] for k in scores):
+    # detectors whose own explanation scores reasons (the random scorer alone is no audit)
+    for det in dict.fromkeys(k[0] for k in scores if k[1] == "native"):
         fine_ap, coarse_ap = {}, {}
         for (d, exp), (yt, ys, lab) in scores.items():
             if d != det:
