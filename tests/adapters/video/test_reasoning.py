@@ -55,6 +55,8 @@ def fitted(train):
         ({"stride": 0}, "stride must be an integer >= 1"),
         ({"max_background_frames": False}, "max_background_frames must be an integer"),
         ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"smooth": -1}, "smooth must be an integer >= 0"),
+        ({"smooth": 1.5}, "smooth must be an integer"),
         ({"name": None}, "name must be a non-empty string"),
     ],
 )
@@ -123,6 +125,51 @@ def test_objects_boxes_speed_and_stillness():
     np.testing.assert_array_equal(p.boxes[:, 0], o["frame"])
     np.testing.assert_array_equal(p.boxes[:, 1:5], o["box"])
     np.testing.assert_array_equal(p.boxes[:, 5], o["anomaly"])
+
+
+def test_entering_object_moves_at_full_speed_and_border_pixels_kept():
+    """An agent entering from the right border at 1 px / frame: its box reaches the
+    border (x2 = W) and its speed is 1 (its centroid would say 0.5); it is not still."""
+    n = 10
+    frames, _ = _still_scene(n, lambda t: [(W - 1 - t, 20, W, 30)])
+    train, _ = _still_scene(20, lambda t: [(4 + 2 * (t % 10), 6, 9 + 2 * (t % 10), 14)])
+    det = ReasoningDetector(threshold=0.2, min_area=4).fit([train])
+    det.predict(frames)
+    o = det.objects_
+    assert np.all(o["box"][:, 2] == W)
+    np.testing.assert_allclose(o["speed"][2:], 1.0)
+    assert np.all(o["attribute_scores"][:, ATTRIBUTES.index("stillness")] == 0)
+
+
+def test_box_step_rule():
+    from xeval.adapters.video.reasoning import _box_step
+
+    a = np.array([[10, 5, 20, 15], [0, 5, 8, 15], [10, 5, 20, 15], [0, 0, 64, 48]], float)
+    b = np.array([[13, 5, 23, 15], [0, 5, 9, 15], [10, 5, 28, 15], [0, 0, 64, 48]], float)
+    out = _box_step(a, b, (48, 64))
+    # rigid move; left edge on the border (right edge used); a merge moving one edge by
+    # 8 (the edge that moved least: 0); both edges on the border (NaN)
+    np.testing.assert_array_equal(out[:3], [[3, 0], [1, 0], [0, 0]])
+    assert np.all(np.isnan(out[3]))
+
+
+def test_smoothing_ignores_a_one_frame_jump():
+    """A constant 2 px / frame walker whose blob jumps 6 px for one frame (a
+    segmentation event): the median over the track window keeps its speed at 2
+    (smooth=0 does not)."""
+    n = 9
+
+    def boxes(t):
+        x = 4 + 2 * t + (6 if t == 4 else 0)
+        return [(x, 6, x + 6, 14)]
+
+    frames, _ = _still_scene(n, boxes)
+    train, _ = _still_scene(20, lambda t: [(4 + 2 * (t % 10), 6, 10 + 2 * (t % 10), 14)])
+    for smooth, jump in ((2, False), (0, True)):
+        det = ReasoningDetector(threshold=0.2, smooth=smooth).fit([train])
+        det.predict(frames)
+        speed = det.objects_["speed"]
+        assert (not np.allclose(speed[1:], 2.0)) == jump, (smooth, speed)
 
 
 def test_empty_video_scores_zero(fitted):

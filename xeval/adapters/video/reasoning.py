@@ -12,15 +12,24 @@ Pipeline (every step deterministic):
    median of (at most ``max_background_frames`` evenly spaced) normal training frames;
    foreground = ``max_c |frame - B| > threshold`` (``threshold`` in ``[0, 1]`` units of
    255 grey levels; ``None``: ``median + 6 * 1.4826 * MAD`` of the training pixels'
-   deviations, at least 0.03); a ``3 x 3`` binary opening then closing per frame; objects
-   = 8-connected components of at least ``min_area`` pixels, with their bounding boxes
-   (continuous pixel coordinates, ``x2 = last column + 1``).
+   deviations, at least 0.03); a ``3 x 3`` binary opening then closing per frame (on an
+   edge-replicated copy, so that objects at the frame border keep their border pixels);
+   objects = 8-connected components of at least ``min_area`` pixels, with their bounding
+   boxes (continuous pixel coordinates, ``x2 = last column + 1``).
 2. **Tracking**: each object is matched one-to-one to an object of the previous frame by
-   centroid distance (Hungarian assignment), pairs farther than ``max_match_distance``
-   pixels are not matched. Velocity = centroid minus the matched previous centroid; an
-   object without a previous match takes the velocity towards its next-frame match;
-   with neither its velocity is unknown (its speed, direction and stillness scores are
-   then 0: no evidence).
+   centroid distance (Hungarian assignment); pairs farther than ``max_match_distance``
+   pixels are not matched. The **step** of a matched object (its displacement from the
+   previous frame) is the centroid's for a rigid object (both boxes inside the frame,
+   width and height changed by at most one pixel), otherwise, per axis, the
+   displacement of the box edge that moved least, edges touching the frame border left
+   out: a partly visible object's centroid moves at a fraction of its speed, and a blob
+   that merges with, splits from or crosses another one jumps one edge or moves its
+   edges against each other. **Velocity** = mean step and **speed** = median step
+   length over the object's track window (``smooth`` frames back and forth along its
+   track; ``smooth=0``: its own step, and a track's first object takes the step to its
+   next-frame match). An object whose window holds no step (a track of one frame) has
+   an unknown velocity: its speed, direction and stillness scores are 0 (no evidence).
+   The windows look ahead: the detector sees the whole video (offline).
 3. **Attributes** per object (groups, each with its reason):
 
    - **speed**: ``log(1 + |v|)`` (pixels / frame), one-sided -> ("action", "too fast");
@@ -29,8 +38,10 @@ Pipeline (every step deterministic):
    - **stillness**: length (frames) of the still run (``|v| < still_speed``) the object
      is in, one-sided -> ("action", "loitering");
    - **appearance**: standardised mean colour, grey std, fill ratio (area / box area),
-     ``log(box w / box h)`` -> ("object", "unusual object");
-   - **size**: standardised ``log(area)`` -> ("object", "unusual size");
+     ``log(box w / box h)``, each the median over the track window -> ("object",
+     "unusual object");
+   - **size**: standardised ``log(area)``, median over the track window -> ("object",
+     "unusual size");
    - **location**: centroid ``(cx / W, cy / H)`` -> ("location", "forbidden location").
 
    The stillness run is offline (the detector sees the whole video): every frame of a
@@ -110,6 +121,72 @@ _S2 = np.zeros((3, 3, 3), dtype=bool)
 _S2[1] = True  # 3 x 3 in each frame, nothing across frames
 
 
+def _box_step(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Displacement ``(dx, dy)`` from boxes ``a`` to boxes ``b``, robust to segmentation
+    events: per axis the displacement of the box edge that moved **least** (the lower
+    edge on ties), leaving out an edge that touches the frame border in either box (a
+    partly visible object's centroid moves at a fraction of its speed); NaN when both
+    edges touch it. A rigid object moves both edges alike; a blob that merges with,
+    splits from or crosses another object moves one edge by a jump or the two edges
+    against each other, which this rule does not mistake for speed or for standing
+    still."""
+    h, w = shape
+    out = np.empty((len(a), 2))
+    for axis, size in ((0, w), (1, h)):
+        lo_ok = (a[:, axis] > 0) & (b[:, axis] > 0)
+        hi_ok = (a[:, axis + 2] < size) & (b[:, axis + 2] < size)
+        d_lo = b[:, axis] - a[:, axis]
+        d_hi = b[:, axis + 2] - a[:, axis + 2]
+        take_hi = hi_ok & (~lo_ok | (np.abs(d_hi) < np.abs(d_lo)))
+        out[:, axis] = np.where(take_hi, d_hi, np.where(lo_ok, d_lo, np.nan))
+    return out
+
+
+def _step(obj: _Objects, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Displacement from objects ``i`` to objects ``j`` (the next frame): the centroid's
+    for a rigid object (both boxes inside the frame, width and height changed by at most
+    one pixel: sub-pixel accurate), else :func:`_box_step`."""
+    a, b = obj.box[i], obj.box[j]
+    h, w = obj.shape
+    inside = (
+        (a[:, 0] > 0)
+        & (b[:, 0] > 0)
+        & (a[:, 1] > 0)
+        & (b[:, 1] > 0)
+        & (a[:, 2] < w)
+        & (b[:, 2] < w)
+        & (a[:, 3] < h)
+        & (b[:, 3] < h)
+    )
+    rigid = (
+        inside
+        & (np.abs((b[:, 2] - b[:, 0]) - (a[:, 2] - a[:, 0])) <= 1)
+        & (np.abs((b[:, 3] - b[:, 1]) - (a[:, 3] - a[:, 1])) <= 1)
+    )
+    return np.where(rigid[:, None], obj.centroid[j] - obj.centroid[i], _box_step(a, b, obj.shape))
+
+
+def _track_window(prev: np.ndarray, nxt: np.ndarray, r: int) -> np.ndarray:
+    """``(n, 2 r + 1)`` indices of each object's track neighbours ``r`` frames back and
+    forth (itself first; -1 where the track does not reach)."""
+    cols = [np.arange(len(prev))]
+    back = fwd = cols[0]
+    for _ in range(r):
+        back = np.where(back >= 0, prev[np.maximum(back, 0)], -1)
+        fwd = np.where(fwd >= 0, nxt[np.maximum(fwd, 0)], -1)
+        cols += [back, fwd]
+    return np.stack(cols, axis=1)
+
+
+def _window_median(x: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Per-column median of ``x`` rows over each object's track window."""
+    w = x[np.maximum(win, 0)].astype(np.float64)  # (n, k, d)
+    w[win < 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(w, axis=1)
+
+
 class _Objects:
     """Objects of one video: per object arrays, plus its foreground pixels."""
 
@@ -185,6 +262,9 @@ class ReasoningDetector(VideoDetector):
         Block size of the returned maps (1 = native resolution).
     max_background_frames:
         Training frames (evenly spaced) that form the median background.
+    smooth:
+        Track window half-width (frames) of the velocity, speed, appearance and size
+        medians (0 = per frame).
     seed:
         Seed of the bank subsampling.
     """
@@ -205,6 +285,7 @@ class ReasoningDetector(VideoDetector):
         combine: Literal["max", "sum"] = "max",
         stride: int = 1,
         max_background_frames: int = 200,
+        smooth: int = 2,
         seed: int = 0,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -227,6 +308,7 @@ class ReasoningDetector(VideoDetector):
         self.max_background_frames = check_positive_int(
             max_background_frames, "max_background_frames"
         )
+        self.smooth = check_positive_int(smooth, "smooth", minimum=0)
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.background_: np.ndarray | None = None
         self.reason_names_: tuple[tuple[str, str], ...] = INTERNAL_REASONS
@@ -250,8 +332,11 @@ class ReasoningDetector(VideoDetector):
         for s in range(0, t_all, _CHUNK):
             chunk = frames[s : s + _CHUNK]
             fg = self._foreground(chunk) > self.threshold_
+            # morphology on an edge-replicated copy: objects at the frame border keep
+            # their border pixels (zero padding would erode them away)
+            fg = np.pad(fg, ((0, 0), (1, 1), (1, 1)), mode="edge")
             fg = ndimage.binary_opening(fg, structure=_S2)
-            fg = ndimage.binary_closing(fg, structure=_S2)
+            fg = ndimage.binary_closing(fg, structure=_S2)[:, 1:-1, 1:-1]
             lab, n = ndimage.label(fg, structure=_S2)
             if n == 0:
                 continue
@@ -326,14 +411,21 @@ class ReasoningDetector(VideoDetector):
             prev[a1 + r[ok]] = a0 + q[ok]
             nxt[a0 + q[ok]] = a1 + r[ok]
         track = np.empty(n, np.int64)
-        vel = np.full((n, 2), np.nan)
         for i in range(n):
             track[i] = track[prev[i]] if prev[i] >= 0 else i
+        step = np.full((n, 2), np.nan)
         has_p = prev >= 0
-        vel[has_p] = obj.centroid[has_p] - obj.centroid[prev[has_p]]
-        has_n = (~has_p) & (nxt >= 0)
-        vel[has_n] = obj.centroid[nxt[has_n]] - obj.centroid[has_n]
-        speed = np.linalg.norm(vel, axis=1)
+        step[has_p] = _step(obj, prev[has_p], np.flatnonzero(has_p))
+        if self.smooth == 0:  # a track's first object: the step to the next one
+            has_n = (~has_p) & (nxt >= 0)
+            step[has_n] = _step(obj, np.flatnonzero(has_n), nxt[has_n])
+        win = _track_window(prev, nxt, self.smooth)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows stay NaN
+            ws = step[np.maximum(win, 0)]
+            ws[win < 0] = np.nan
+            vel = np.nanmean(ws, axis=1)
+            speed = np.nanmedian(np.linalg.norm(ws, axis=2), axis=1)
         still = speed < self.still_speed  # NaN compares False: unknown is not still
         dwell = np.zeros(n)
         for i in range(n):  # objects are in frame order
@@ -344,23 +436,25 @@ class ReasoningDetector(VideoDetector):
             j = nxt[i]
             if still[i] and j >= 0 and still[j]:
                 run[i] = run[j]
-        return {"prev": prev, "track": track, "velocity": vel, "speed": speed, "run": run}
+        return {"track": track, "velocity": vel, "speed": speed, "run": run, "window": win}
 
     def _features(self, obj: _Objects, tr: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw attribute features per group (rows NaN where undefined)."""
         h, w = obj.shape
         loc = obj.centroid / np.array([w, h], float)
         speed = tr["speed"]
-        moving = np.isfinite(speed) & (speed >= self.still_speed)
+        norm = np.linalg.norm(tr["velocity"], axis=1)
+        moving = np.isfinite(speed) & (speed >= self.still_speed) & (norm > 0)
         unit = np.full((len(obj), 2), np.nan)
-        unit[moving] = tr["velocity"][moving] / speed[moving, None]
+        unit[moving] = tr["velocity"][moving] / norm[moving, None]
         run = np.where(np.isfinite(speed), tr["run"], np.nan)
+        win = tr["window"]
         return {
             "speed": np.log1p(speed)[:, None],
             "direction": np.column_stack([_LOC_WEIGHT * loc, unit]),
             "stillness": run[:, None],
-            "appearance": obj.appearance,
-            "size": np.log(obj.area)[:, None],
+            "appearance": _window_median(obj.appearance, win),
+            "size": _window_median(np.log(obj.area)[:, None], win),
             "location": loc,
         }
 
@@ -581,5 +675,6 @@ class ReasoningDetector(VideoDetector):
             "combine": self.combine,
             "stride": self.stride,
             "max_background_frames": self.max_background_frames,
+            "smooth": self.smooth,
             "seed": self.seed,
         }
