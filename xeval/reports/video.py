@@ -196,13 +196,14 @@ def _curve_figure(
         return None
     fig = Figure(figsize=(5.2, 4.0))
     ax = fig.add_subplot()
+    dashes = iter(["--", ":", "-.", (0, (5, 1, 1, 1))] * 4)
     for _, r in sel.iterrows():
         x, y = json.loads(r["x"]), json.loads(r["y"])
         ctrl = bool(r["control"])
         ax.plot(
             x,
             y,
-            ls="--" if ctrl else "-",
+            ls=next(dashes) if ctrl else "-",
             color="grey" if ctrl else None,
             lw=1.0 if ctrl else 1.8,
             label=f"{r['explainer']}{' (control)' if ctrl else ''}",
@@ -396,42 +397,86 @@ def _reason_sections(res, ds, out: Path, figures: dict) -> tuple[list[str], dict
     return md, tables
 
 
+#: How the summary groups metrics (by the ``family`` column; other families follow).
+SUMMARY_GROUPS = (
+    (
+        "Frame level (is the frame anomalous?)",
+        lambda r: r["family"] == "video" and r["metric"].startswith("frame_"),
+    ),
+    (
+        "Pixel, region and track level (where?)",
+        lambda r: (
+            r["family"] == "localisation"
+            or (r["family"] == "video" and not r["metric"].startswith("frame_"))
+        ),
+    ),
+    ("Reasons (why?)", lambda r: r["family"] == "reasons"),
+)
+
+
 def _summary_table(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
-    labels = list(dict.fromkeys(results["label"]))
-    arrows = {
-        lab: "↑" if bool(results[results["label"] == lab]["higher_is_better"].iloc[0]) else "↓"
-        for lab in labels
-    }
+    """One table per group of :data:`SUMMARY_GROUPS` (a row per detector and explainer,
+    a column per metric, value and jackknife CI)."""
     vmap = {(r.detector, r.explainer, r.metric): r.verdict for r in verdicts.itertuples()}
-    md = ["| detector | explainer | " + " | ".join(f"{lab} {arrows[lab]}" for lab in labels) + " |"]
-    md.append("|" + "---|" * (len(labels) + 2))
-    for (det, exp), g in results.groupby(["detector", "explainer"], sort=False):
-        ctrl = bool(g["control"].iloc[0])
-        cells = []
-        for lab in labels:
-            r = g[g["label"] == lab]
-            if r.empty:
-                cells.append("")
+    md: list[str] = []
+    taken = pd.Series(False, index=results.index)
+    groups = [(t, results.apply(f, axis=1)) for t, f in SUMMARY_GROUPS]
+    for _, sel in groups:
+        taken |= sel
+    if (~taken).any():
+        groups.append(("Other metrics", ~taken))
+    for title, sel in groups:
+        part = results[sel]
+        if part.empty:
+            continue
+        labels = list(dict.fromkeys(part["label"]))
+        arrows = {
+            lab: "↑" if bool(part[part["label"] == lab]["higher_is_better"].iloc[0]) else "↓"
+            for lab in labels
+        }
+        md += [f"### {title}", ""]
+        md.append(
+            "| detector | explainer | " + " | ".join(f"{x} {arrows[x]}" for x in labels) + " |"
+        )
+        md.append("|" + "---|" * (len(labels) + 2))
+        real = set(part[~part["control"].astype(bool)]["detector"])
+        for (det, exp), g in part.groupby(["detector", "explainer"], sort=False):
+            if det not in real:  # only controls: nothing of this detector's to compare
                 continue
-            r = r.iloc[0]
-            c = _fmt(float(r["value"]))
-            if math.isfinite(float(r["ci_low"])):
-                c += f" [{_fmt(float(r['ci_low']), 2)}, {_fmt(float(r['ci_high']), 2)}]"
-            vd = vmap.get((det, exp, lab))
-            if vd == "beats":
-                c = f"**{c}**"
-            elif vd == "loses":
-                c += " ✗"
-            cells.append(c)
-        md.append(f"| {det} | {exp}{' (control)' if ctrl else ''} | " + " | ".join(cells) + " |")
+            ctrl = bool(g["control"].iloc[0])
+            cells = []
+            for lab in labels:
+                r = g[g["label"] == lab]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                c = _fmt(float(r["value"]))
+                if math.isfinite(float(r["ci_low"])):
+                    c += f" [{_fmt(float(r['ci_low']), 2)}, {_fmt(float(r['ci_high']), 2)}]"
+                vd = vmap.get((det, exp, lab))
+                if vd == "beats":
+                    c = f"**{c}**"
+                elif vd == "loses":
+                    c += " ✗"
+                cells.append(c)
+            md.append(
+                f"| {det} | {exp}{' (control)' if ctrl else ''} | " + " | ".join(cells) + " |"
+            )
+        md.append("")
     md += [
-        "",
         "Bold: clearly beats every control on that metric (paired difference > 1.96 "
         "jackknife standard errors over videos); ✗: a control is clearly better; plain: "
         "not distinguishable from the best control with this many videos. Brackets: 95% "
-        "jackknife CI over videos. Controls are listed for reference.",
+        "jackknife CI over videos. Controls are listed for reference; a control never "
+        "counts as a method.",
     ]
     return md
+
+
+def _md_text(text: object) -> str:
+    """Free text from data (paths, conventions) for the markdown: ``*`` escaped."""
+    return str(text).replace("*", "\\*")
 
 
 def write_video_report(res, ds, cfg) -> dict:
@@ -476,12 +521,12 @@ def write_video_report(res, ds, cfg) -> dict:
     for k, v in manifest["conventions"].items():
         if k == "metrics":
             for lab, d in v.items():
-                md.append(f"- `{lab}` {json.dumps(d['params'])}: {d['note'] or '—'}")
+                md.append(f"- `{lab}` {json.dumps(d['params'])}: {_md_text(d['note'] or '—')}")
         elif isinstance(v, dict):
             for kk, vv in v.items():
-                md.append(f"- dataset {kk}: {vv}")
+                md.append(f"- dataset {kk}: {_md_text(vv)}")
         else:
-            md.append(f"- {k}: {v}")
+            md.append(f"- {k}: {_md_text(v)}")
     md.append("")
     md += reason_md
     if figures:
@@ -491,6 +536,34 @@ def write_video_report(res, ds, cfg) -> dict:
     files["html"] = atomic_write_text(out / "index.html", _html(text, figures, out))
     files.update({f"figure:{k}": p for k, p in figures.items()})
     return files
+
+
+CAPTIONS = {
+    "frame_roc": "Frame ROC of the detector's own scores: one thin line per test video "
+    "(its AUROC in the legend; videos with one class have none) and the pooled (micro) "
+    "curve in black.",
+    "rbdc": "RBDC curve (Ramachandra & Jones 2020): region detection rate against false "
+    "positives per frame, one point per detection score; controls dashed in grey.",
+    "tbdc": "TBDC curve: track detection rate (a track is detected when at least alpha of "
+    "its regions are) against false positives per frame; controls dashed in grey.",
+    "reason_ap_fine": "Average precision of each fine reason over the anomalous frames: "
+    "the detector's reason scores against the random reason scorer (hatched).",
+    "reason_ap_coarse": "Average precision of each coarse reason class (a class scores "
+    "the maximum of its fine reasons).",
+    "confusion": "Reason confusion: for each true reason (row), the reason the detector "
+    "ranks first (column), counted over anomalous frames; shading = share of the row.",
+    "filmstrip": "Frames chosen from the labels only (one per anomalous segment, as many "
+    "reasons as possible, and one normal frame): frame with ground-truth mask and tracks "
+    "(green) and true reasons; below, the detector's map with its boxes (cyan), frame "
+    "score and top reason.",
+}
+
+
+def _caption(key: str) -> str:
+    for prefix in sorted(CAPTIONS, key=len, reverse=True):
+        if key.startswith(prefix + "_"):
+            return f"{key[len(prefix) + 1 :]}: {CAPTIONS[prefix]}"
+    return key
 
 
 def _html(markdown_text: str, figures: dict, out: Path) -> str:
@@ -529,7 +602,7 @@ def _html(markdown_text: str, figures: dict, out: Path) -> str:
         rel = html.escape(str(p.relative_to(out)), quote=True)
         body.append(
             f"<figure><img src='{rel}' alt='{html.escape(k, quote=True)}'>"
-            f"<figcaption>{html.escape(k)}</figcaption></figure>"
+            f"<figcaption>{html.escape(_caption(k))}</figcaption></figure>"
         )
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -552,8 +625,8 @@ def _inline(text: str) -> str:
     """Escape ``text``, then render ``**bold**``, ``*italic*`` and ```code```."""
     import re
 
-    t = html.escape(text)
+    t = html.escape(text).replace("\\*", "\x00")
     t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
     t = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", t)
     t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return t
+    return t.replace("\x00", "*")

@@ -283,7 +283,7 @@ def test_anomalies_are_distinguishable_by_attributes(quick):
 
 # ----------------------------------------------------------------------------- default build
 def test_default_plan_size_and_vocabulary():
-    """The default test set, rendered in memory (no files): 300-400 frames, every event
+    """The default test set, rendered in memory (no files): 600-800 frames, every event
     kind planted with a track, >= 5 fine reasons in >= 3 coarse classes, normal and
     anomalous frames in every video, multi-reason frames."""
     p = synthetic_video_params()
@@ -303,7 +303,7 @@ def test_default_plan_size_and_vocabulary():
             assert a["n_frames"] >= 8 and a["last_frame"] - a["first_frame"] + 1 == a["n_frames"]
         n_frames += len(labels)
         n_anomalous += int(labels.sum())
-    assert 300 <= n_frames <= 400
+    assert 600 <= n_frames <= 800
     assert 0.3 < n_anomalous / n_frames < 0.75
     assert planted == set(EVENTS)
     assert len(reasons) >= 5 and len({c for c, _ in reasons}) >= 3
@@ -335,7 +335,7 @@ def test_default_build_time_and_card(tmp_path):
     assert seconds < 20.0, f"default build took {seconds:.1f} s"
     card = _card(path)
     c = card["counts"]
-    assert c["test_frames"] == 360 and c["train_frames"] == 240 and c["tracks"] == 12
+    assert c["test_frames"] == 720 and c["train_frames"] == 240 and c["tracks"] == 24
     xman = json.loads((path / "xman_reasons.json").read_text())
     assert len(xman) == c["anomalous_test_frames"]
     assert {tuple(r) for r in card["reasons"]} == {tuple(r) for rs in xman.values() for r in rs}

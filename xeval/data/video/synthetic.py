@@ -124,7 +124,7 @@ __all__ = [
 #: Bump when the generated content changes (it is part of the cache key).
 SYNTHETIC_VIDEO_VERSION = 1
 
-_DEFAULTS = {"n_train": 4, "n_test": 6, "n_frames": 60}
+_DEFAULTS = {"n_train": 4, "n_test": 12, "n_frames": 60}
 _QUICK = {"n_train": 2, "n_test": 2, "n_frames": 30}
 _SCENE = {
     "height": 96,
