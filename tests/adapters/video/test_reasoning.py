@@ -172,6 +172,67 @@ def test_smoothing_ignores_a_one_frame_jump():
         assert (not np.allclose(speed[1:], 2.0)) == jump, (smooth, speed)
 
 
+def _rect_boxes(n, boxes_at):
+    return np.array([(t, *b) for t in range(n) for b in boxes_at(t)], float)
+
+
+def test_user_boxes_equal_the_foreground_objects_of_exact_rectangles():
+    """Objects given as boxes: the same objects as the foreground components when the
+    agents are exact rectangles, hence the same prediction."""
+    n, m = 12, 20
+
+    def walk(t):
+        return [(4 + 2 * t, 6, 9 + 2 * t, 14), (40, 30, 46, 38)]
+
+    def train_at(t):
+        return [(4 + 2 * (t % 10), 6, 9 + 2 * (t % 10), 14)]
+
+    frames, _ = _still_scene(n, walk)
+    train, _ = _still_scene(m, train_at)
+    a = ReasoningDetector(threshold=0.2).fit([train])
+    pa = a.predict(frames)
+    b = ReasoningDetector(threshold=0.2).fit([train], boxes=[_rect_boxes(m, train_at)])
+    user = _rect_boxes(n, walk)[::-1]  # any row order
+    pb = b.predict(frames, boxes=user)
+    order_a = np.lexsort((a.objects_["box"][:, 0], a.objects_["frame"]))
+    order_b = np.lexsort((b.objects_["box"][:, 0], b.objects_["frame"]))
+    np.testing.assert_allclose(
+        a.objects_["attribute_scores"][order_a], b.objects_["attribute_scores"][order_b]
+    )
+    np.testing.assert_allclose(pa.scores, pb.scores)
+    np.testing.assert_array_equal(pa.maps, pb.maps)
+
+
+def test_user_box_errors():
+    frames, _ = _still_scene(4, lambda t: [(4, 6, 9, 14)])
+    det = ReasoningDetector(threshold=0.2).fit(
+        [frames], boxes=[_rect_boxes(4, lambda t: [(4, 6, 9, 14)])]
+    )
+    cases = [
+        (np.zeros((2, 4)), r"\(n, 5\) array"),
+        (np.array([[4, 0, 0, 5, 5]]), "row 0 .* a frame outside 0..3"),
+        (np.array([[0.5, 0, 0, 5, 5]]), "not an integer"),
+        (np.array([[0, 0, 0, 5, 5], [1, -1, 0, 5, 5]]), "row 1 .* outside the 64 x 48 frame"),
+        (np.array([[0, 0, 0, 65, 5]]), "outside the 64 x 48 frame"),
+        (np.array([[0, 5, 0, 5, 5]]), "x2 <= x1 or y2 <= y1"),
+        (np.array([[0, np.nan, 0, 5, 5]]), "non-finite"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(InputError, match=match):
+            det.predict(frames, boxes=bad)
+    with pytest.raises(InputError, match="fitted on objects from user boxes; predict needs boxes"):
+        det.predict(frames)
+    plain = ReasoningDetector(threshold=0.2).fit([frames])
+    with pytest.raises(InputError, match="its own foreground; predict needs no boxes"):
+        plain.predict(frames, boxes=np.zeros((0, 5)))
+    with pytest.raises(InputError, match="boxes holds 2 arrays for 1 training videos"):
+        ReasoningDetector().fit([frames], boxes=[np.zeros((0, 5))] * 2)
+    with pytest.raises(InputError, match="boxes must be a list"):
+        ReasoningDetector().fit([frames], boxes=np.zeros((0, 5)))
+    with pytest.raises(InputError, match=r"boxes\[0\]: row 0"):
+        ReasoningDetector().fit([frames], boxes=[np.array([[9, 0, 0, 5, 5]])])
+
+
 def test_empty_video_scores_zero(fitted):
     frames = np.repeat(np.round(background(0)).astype(np.uint8)[None], 5, axis=0)
     p = fitted.predict(frames)

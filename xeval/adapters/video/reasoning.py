@@ -15,7 +15,9 @@ Pipeline (every step deterministic):
    deviations, at least 0.03); a ``3 x 3`` binary opening then closing per frame (on an
    edge-replicated copy, so that objects at the frame border keep their border pixels);
    objects = 8-connected components of at least ``min_area`` pixels, with their bounding
-   boxes (continuous pixel coordinates, ``x2 = last column + 1``).
+   boxes (continuous pixel coordinates, ``x2 = last column + 1``). Alternatively the
+   user gives the objects as boxes (``fit(..., boxes=)`` and ``predict(..., boxes=)``,
+   rows ``(frame, x1, y1, x2, y2)``): an object is then the pixels its box overlaps.
 2. **Tracking**: each object is matched one-to-one to an object of the previous frame by
    centroid distance (Hungarian assignment); pairs farther than ``max_match_distance``
    pixels are not matched. The **step** of a matched object (its displacement from the
@@ -187,6 +189,90 @@ def _window_median(x: np.ndarray, win: np.ndarray) -> np.ndarray:
         return np.nanmedian(w, axis=1)
 
 
+def _check_boxes(boxes: object, shape: tuple[int, ...], *, name: str = "boxes") -> np.ndarray:
+    """User boxes as a float64 ``(n, 5)`` array ``(frame, x1, y1, x2, y2)`` sorted by
+    frame; errors name the row and what is wrong."""
+    t_all, h, w = shape[:3]
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an (n, 5) array of (frame, x1, y1, x2, y2)") from None
+    if b.size == 0:
+        return np.zeros((0, 5))
+    if b.ndim != 2 or b.shape[1] != 5:
+        raise InputError(
+            f"{name} must be an (n, 5) array of rows (frame, x1, y1, x2, y2), got shape {b.shape}"
+        )
+    bad = ~np.all(np.isfinite(b), axis=1)
+    checks = [
+        (bad, "non-finite values"),
+        ((b[:, 0] != np.round(b[:, 0])) | (b[:, 0] < 0) | (b[:, 0] >= t_all),
+         f"a frame outside 0..{t_all - 1} (or not an integer)"),
+        ((b[:, 1] < 0) | (b[:, 2] < 0) | (b[:, 3] > w) | (b[:, 4] > h),
+         f"a box outside the {w} x {h} frame"),
+        ((b[:, 3] <= b[:, 1]) | (b[:, 4] <= b[:, 2]), "x2 <= x1 or y2 <= y1"),
+    ]  # fmt: skip
+    for mask, what in checks:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise InputError(f"{name}: row {i} {tuple(b[i].tolist())} has {what}")
+    return b[np.argsort(b[:, 0], kind="stable")]
+
+
+def _box_pixels(boxes: np.ndarray, start: int, shape: tuple[int, int]):
+    """Pixels covered by user boxes ``(frame, x1, y1, x2, y2)`` (pixel ``(y, x)`` is
+    covered when the box overlaps ``[x, x + 1) x [y, y + 1)``), as
+    :meth:`ReasoningDetector._components` gives them; None without boxes."""
+    if len(boxes) == 0:
+        return None
+    h, w = shape
+    tt, yy, xx, ids = [], [], [], []
+    for k, (t, x1, y1, x2, y2) in enumerate(boxes):
+        ys = np.arange(int(np.floor(y1)), min(int(np.ceil(y2)), h))
+        xs = np.arange(int(np.floor(x1)), min(int(np.ceil(x2)), w))
+        gy, gx = np.meshgrid(ys, xs, indexing="ij")
+        tt.append(np.full(gy.size, int(t) - start))
+        yy.append(gy.ravel())
+        xx.append(gx.ravel())
+        ids.append(np.full(gy.size, k))
+    return (
+        np.concatenate(tt),
+        np.concatenate(yy),
+        np.concatenate(xx),
+        np.concatenate(ids),
+        boxes[:, 1:5].astype(np.float64),
+        boxes[:, 0].astype(np.int64) - start,
+    )
+
+
+def _pixel_stats(chunk, tt, yy, xx, ids, b, f, start: int, offset: int) -> dict:
+    """Per-object area, centroid, appearance and pixel lists from the objects' pixels
+    ``(tt, yy, xx)`` with 0-based ids ``ids`` (boxes ``b``, chunk frames ``f``)."""
+    n, c = len(b), chunk.shape[3]
+    a = np.bincount(ids, minlength=n).astype(np.float64)
+    cx = np.bincount(ids, weights=xx + 0.5, minlength=n) / a
+    cy = np.bincount(ids, weights=yy + 0.5, minlength=n) / a
+    vals = chunk[tt, yy, xx].astype(np.float64) / 255.0  # (npix, C)
+    means = np.stack([np.bincount(ids, weights=vals[:, j], minlength=n) / a for j in range(c)], 1)
+    grey = vals.mean(axis=1)
+    g1 = np.bincount(ids, weights=grey, minlength=n) / a
+    g2 = np.bincount(ids, weights=grey**2, minlength=n) / a
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    app = np.column_stack(
+        [means, np.sqrt(np.maximum(g2 - g1**2, 0)), a / (bw * bh), np.log(bw / bh)]
+    )
+    return {
+        "frame": f + start,
+        "box": b,
+        "area": a,
+        "centroid": np.column_stack([cx, cy]),
+        "appearance": app,
+        "pix_t": tt + start,
+        "pix_yx": np.column_stack([yy, xx]),
+        "pix_obj": ids + offset,
+    }
+
+
 class _Objects:
     """Objects of one video: per object arrays, plus its foreground pixels."""
 
@@ -324,74 +410,59 @@ class ReasoningDetector(VideoDetector):
             np.maximum(out, dev[..., c], out=out)
         return out
 
-    def _extract(self, frames: np.ndarray) -> _Objects:
+    def _extract(self, frames: np.ndarray, boxes: np.ndarray | None = None) -> _Objects:
+        """The objects of one video: foreground components, or the given ``boxes``."""
         t_all, h, w, c = frames.shape
-        obj = _Objects(t_all, (h, w))
-        frame, box, area, cen, app, pt, pyx, pob = [], [], [], [], [], [], [], []
+        parts = []
         n_before = 0
         for s in range(0, t_all, _CHUNK):
             chunk = frames[s : s + _CHUNK]
-            fg = self._foreground(chunk) > self.threshold_
-            # morphology on an edge-replicated copy: objects at the frame border keep
-            # their border pixels (zero padding would erode them away)
-            fg = np.pad(fg, ((0, 0), (1, 1), (1, 1)), mode="edge")
-            fg = ndimage.binary_opening(fg, structure=_S2)
-            fg = ndimage.binary_closing(fg, structure=_S2)[:, 1:-1, 1:-1]
-            lab, n = ndimage.label(fg, structure=_S2)
-            if n == 0:
+            if boxes is None:
+                part = self._components(chunk)
+            else:
+                sel = (boxes[:, 0] >= s) & (boxes[:, 0] < s + len(chunk))
+                part = _box_pixels(boxes[sel], s, (h, w))
+            if part is None:
                 continue
-            tt, yy, xx = np.nonzero(lab)
-            ids = lab[tt, yy, xx]
-            cnt = np.bincount(ids, minlength=n + 1)[1:].astype(np.float64)
-            keep = cnt >= self.min_area
-            if not keep.any():
-                continue
-            new_id = np.full(n + 1, -1, np.int64)
-            new_id[1:][keep] = np.arange(int(keep.sum())) + n_before
-            slices = ndimage.find_objects(lab)
-            sl = [slices[i] for i in np.flatnonzero(keep)]
-            b = np.array([[q[2].start, q[1].start, q[2].stop, q[1].stop] for q in sl], float)
-            f = np.array([q[0].start for q in sl], np.int64) + s
-            a = cnt[keep]
-            cx = np.bincount(ids, weights=xx + 0.5, minlength=n + 1)[1:][keep] / a
-            cy = np.bincount(ids, weights=yy + 0.5, minlength=n + 1)[1:][keep] / a
-            vals = chunk[tt, yy, xx].astype(np.float64) / 255.0  # (npix, C)
-            means = np.stack(
-                [
-                    np.bincount(ids, weights=vals[:, j], minlength=n + 1)[1:][keep] / a
-                    for j in range(c)
-                ],
-                axis=1,
-            )
-            grey = vals.mean(axis=1)
-            g1 = np.bincount(ids, weights=grey, minlength=n + 1)[1:][keep] / a
-            g2 = np.bincount(ids, weights=grey**2, minlength=n + 1)[1:][keep] / a
-            bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-            feats = np.column_stack(
-                [means, np.sqrt(np.maximum(g2 - g1**2, 0)), a / (bw * bh), np.log(bw / bh)]
-            )
-            frame.append(f)
-            box.append(b)
-            area.append(a)
-            cen.append(np.column_stack([cx, cy]))
-            app.append(feats)
-            ok = new_id[ids] >= 0
-            pt.append(tt[ok] + s)
-            pyx.append(np.column_stack([yy[ok], xx[ok]]))
-            pob.append(new_id[ids][ok])
-            n_before += int(keep.sum())
-        if frame:
-            obj.frame = np.concatenate(frame)
-            obj.box = np.concatenate(box)
-            obj.area = np.concatenate(area)
-            obj.centroid = np.concatenate(cen)
-            obj.appearance = np.concatenate(app)
-            obj.pix_t = np.concatenate(pt)
-            obj.pix_yx = np.concatenate(pyx)
-            obj.pix_obj = np.concatenate(pob)
+            tt, yy, xx, ids, b, f = part
+            parts.append(_pixel_stats(chunk, tt, yy, xx, ids, b, f, s, n_before))
+            n_before += len(b)
+        obj = _Objects(t_all, (h, w))
+        if parts:
+            for key in (
+                "frame", "box", "area", "centroid", "appearance", "pix_t", "pix_yx", "pix_obj"
+            ):  # fmt: skip
+                setattr(obj, key, np.concatenate([q[key] for q in parts]))
         else:
             obj.appearance = np.zeros((0, c + 3))
         return obj
+
+    def _components(self, chunk: np.ndarray):
+        """Foreground components of a chunk of frames: pixels ``(t, y, x)`` with their
+        object ids (0-based, in frame order), boxes and frames (chunk-relative), or
+        None without objects."""
+        fg = self._foreground(chunk) > self.threshold_
+        # morphology on an edge-replicated copy: objects at the frame border keep their
+        # border pixels (zero padding would erode them away)
+        fg = np.pad(fg, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        fg = ndimage.binary_opening(fg, structure=_S2)
+        fg = ndimage.binary_closing(fg, structure=_S2)[:, 1:-1, 1:-1]
+        lab, n = ndimage.label(fg, structure=_S2)
+        if n == 0:
+            return None
+        tt, yy, xx = np.nonzero(lab)
+        ids = lab[tt, yy, xx]
+        keep = np.bincount(ids, minlength=n + 1)[1:] >= self.min_area
+        if not keep.any():
+            return None
+        new_id = np.full(n + 1, -1, np.int64)
+        new_id[1:][keep] = np.arange(int(keep.sum()))
+        slices = ndimage.find_objects(lab)
+        sl = [slices[i] for i in np.flatnonzero(keep)]
+        b = np.array([[q[2].start, q[1].start, q[2].stop, q[1].stop] for q in sl], float)
+        f = np.array([q[0].start for q in sl], np.int64)
+        ok = new_id[ids] >= 0
+        return tt[ok], yy[ok], xx[ok], new_id[ids][ok], b, f
 
     def _track(self, obj: _Objects) -> dict[str, np.ndarray]:
         """Previous/next matches, track ids, velocity and still-run length per object."""
@@ -491,10 +562,27 @@ class ReasoningDetector(VideoDetector):
         return out
 
     # ----------------------------------------------------------------------- API
-    def fit(self, videos: Iterable[np.ndarray]) -> ReasoningDetector:
+    def fit(
+        self, videos: Iterable[np.ndarray], *, boxes: Sequence[np.ndarray] | None = None
+    ) -> ReasoningDetector:
         """Background, foreground threshold, attribute banks and calibration from normal
-        training videos ``(T, H, W, C)`` uint8."""
+        training videos ``(T, H, W, C)`` uint8. ``boxes``: the objects of each training
+        video as user boxes (one array of rows ``(frame, x1, y1, x2, y2)`` per video)
+        instead of the foreground components; then :meth:`predict` needs boxes too."""
         vids = check_videos(videos)
+        if boxes is not None:
+            if isinstance(boxes, np.ndarray) or not isinstance(boxes, Sequence):
+                raise InputError(
+                    "boxes must be a list with one (n, 5) array of rows (frame, x1, y1, "
+                    f"x2, y2) per training video, got {type(boxes).__name__}"
+                )
+            if len(boxes) != len(vids):
+                raise InputError(f"boxes holds {len(boxes)} arrays for {len(vids)} training videos")
+            boxes = [
+                _check_boxes(b, v.shape, name=f"boxes[{i}]")
+                for i, (b, v) in enumerate(zip(boxes, vids, strict=True))
+            ]
+        self.object_source_ = "foreground" if boxes is None else "boxes"
         counts = np.array([len(v) for v in vids])
         total = int(counts.sum())
         pick = np.unique(
@@ -525,7 +613,7 @@ class ReasoningDetector(VideoDetector):
         feats: dict[str, list[np.ndarray]] = {g: [] for g in ATTRIBUTES}
         groups = []
         for i, v in enumerate(vids):
-            obj = self._extract(v)
+            obj = self._extract(v, None if boxes is None else boxes[i])
             tr = self._track(obj)
             for g, f in self._features(obj, tr).items():
                 feats[g].append(f)
@@ -613,10 +701,12 @@ class ReasoningDetector(VideoDetector):
                 stacklevel=2,
             )
 
-    def predict(self, frames: np.ndarray) -> VideoPrediction:
+    def predict(self, frames: np.ndarray, *, boxes: np.ndarray | None = None) -> VideoPrediction:
         """Frame scores, object maps and boxes, reason scores (module docstring); the
         objects of the last call (frame, box, track, attribute scores) are kept in
-        :attr:`objects_`."""
+        :attr:`objects_`. ``boxes``: the video's objects as user boxes, rows ``(frame,
+        x1, y1, x2, y2)`` (required when the detector was fitted with boxes, refused
+        otherwise: the attribute densities depend on where objects come from)."""
         if self.background_ is None:
             raise InputError(f"reasoning detector {self.name!r}: call fit() before predict()")
         frames = check_video(frames)
@@ -625,8 +715,17 @@ class ReasoningDetector(VideoDetector):
                 f"frames have shape (H, W, C) = {frames.shape[1:]} but reasoning detector "
                 f"{self.name!r} was fitted on {self.frame_shape_}"
             )
+        if (boxes is None) != (self.object_source_ == "foreground"):
+            raise InputError(
+                f"reasoning detector {self.name!r} was fitted on objects from "
+                f"{'user boxes' if self.object_source_ == 'boxes' else 'its own foreground'}"
+                f"; predict needs {'boxes' if self.object_source_ == 'boxes' else 'no boxes'} "
+                "(attribute densities depend on where the objects come from)"
+            )
+        if boxes is not None:
+            boxes = _check_boxes(boxes, frames.shape)
         t_all, h, w = frames.shape[:3]
-        obj = self._extract(frames)
+        obj = self._extract(frames, boxes)
         tr = self._track(obj)
         att = self._calibrated(self._features(obj, tr))
         anomaly = att.max(axis=1) if self.combine == "max" else att.sum(axis=1)
