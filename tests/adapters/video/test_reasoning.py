@@ -222,7 +222,8 @@ def test_user_box_errors():
             det.predict(frames, boxes=bad)
     with pytest.raises(InputError, match="fitted on objects from user boxes; predict needs boxes"):
         det.predict(frames)
-    plain = ReasoningDetector(threshold=0.2).fit([frames])
+    with pytest.warns(UserWarning, match="no objects"):  # the agent is the background
+        plain = ReasoningDetector(threshold=0.2).fit([frames])
     with pytest.raises(InputError, match="its own foreground; predict needs no boxes"):
         plain.predict(frames, boxes=np.zeros((0, 5)))
     with pytest.raises(InputError, match="boxes holds 2 arrays for 1 training videos"):
@@ -231,6 +232,25 @@ def test_user_box_errors():
         ReasoningDetector().fit([frames], boxes=np.zeros((0, 5)))
     with pytest.raises(InputError, match=r"boxes\[0\]: row 0"):
         ReasoningDetector().fit([frames], boxes=[np.array([[9, 0, 0, 5, 5]])])
+
+
+def test_knn_mean_equals_brute_force():
+    from xeval.adapters.video.reasoning import _knn_mean
+
+    rng = np.random.default_rng(0)
+    bank, queries = rng.normal(size=(60, 3)), rng.normal(size=(2100, 3))  # > one chunk
+    qg, bg = rng.integers(0, 5, 2100), rng.integers(0, 5, 60)
+    d = np.linalg.norm(queries[:, None] - bank[None], axis=2)
+    np.testing.assert_allclose(_knn_mean(queries, bank, 4), np.sort(d, 1)[:, :4].mean(1))
+    d[qg[:, None] == bg[None, :]] = np.inf
+    ref = np.sort(d, 1)[:, :4].mean(1)
+    np.testing.assert_allclose(_knn_mean(queries, bank, 4, q_group=qg, b_group=bg), ref)
+
+
+def test_no_training_objects_warns():
+    frames = np.repeat(np.round(background(0)).astype(np.uint8)[None], 4, axis=0)
+    with pytest.warns(UserWarning, match="found no objects in the training videos"):
+        ReasoningDetector().fit([frames])
 
 
 def test_empty_video_scores_zero(fitted):

@@ -621,6 +621,13 @@ class ReasoningDetector(VideoDetector):
         allf = {g: np.concatenate(f) for g, f in feats.items()}
         group = np.concatenate(groups) if groups else np.zeros(0, np.int64)
         self.n_train_objects_ = len(group)
+        if not len(group):
+            warnings.warn(
+                f"reasoning detector {self.name!r} found no objects in the training videos "
+                f"(foreground threshold {self.threshold_:.3g}, min_area {self.min_area}): "
+                "its densities are empty and every test object will look anomalous",
+                stacklevel=2,
+            )
         rng = np.random.default_rng(self.seed)
         self.banks_ = {}
         self.calibration_ = {}
