@@ -233,11 +233,18 @@ def test_frame_by_frame_registered_kind_builds_image_detector():
     from xeval.adapters.patch_features import PatchFeatures
 
     assert VIDEO_DETECTORS.get("frame_by_frame") is FrameByFrame
-    opts = {"detector": "patch_features", "params": {"input_size": [16, 16], "stride": 4}}
+    params = {"input_size": [16, 16], "stride": 4, "scoring": "knn", "memory_size": 64}
+    opts = {"detector": "patch_features", "params": params}
     VIDEO_DETECTORS.check_options("frame_by_frame", opts)
     fbf = FrameByFrame(**opts)
     assert isinstance(fbf.detector, PatchFeatures) and fbf.input_size == (16, 16)
     assert fbf.name == "patch_features"
+    rng = np.random.default_rng(0)
+    train = [rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    p = fbf.fit(train).predict(train[0])
+    s, m = fbf.detector.predict(fbf.images(train[0]))
+    np.testing.assert_allclose(p.scores, s, rtol=1e-6)
+    np.testing.assert_allclose(p.maps, m, rtol=1e-6)
 
 
 def test_frame_by_frame_errors():
