@@ -50,6 +50,8 @@ def fitted(train):
         ({"still_speed": 0}, "still_speed must be a finite number > 0"),
         ({"still_speed": True}, "still_speed must be a number"),
         ({"k": 0}, "k must be an integer >= 1"),
+        ({"direction_location_weight": -1.0}, "direction_location_weight must be a finite"),
+        ({"direction_location_weight": "2"}, "direction_location_weight must be a number"),
         ({"max_bank": 0}, "max_bank must be an integer >= 1"),
         ({"combine": "mean"}, "combine must be one of 'max', 'sum'"),
         ({"stride": 0}, "stride must be an integer >= 1"),
@@ -317,6 +319,18 @@ def test_tiny_scene_detects_and_explains(fitted, anomaly):
     assert labels[int(np.argmax(p.reasons[:, j]))]
     # and the anomalous frames' reason beats every normal frame's on average
     assert mean_reason[j] > p.reasons[~labels, j].max()
+
+
+def test_direction_is_judged_where_the_object_is(train):
+    """Walking left is normal in the lower lane only: with the location in the direction
+    attribute the wrong-way walker of the upper lane is found; without it (weight 0),
+    left is a normal direction anywhere."""
+    frames, labels, _ = scene(60, seed=21, anomaly="wrong_direction")
+    j = INTERNAL_REASONS.index(("action", "wrong direction"))
+    lanes = ReasoningDetector(direction_location_weight=2.0).fit(train).predict(frames)
+    blind = ReasoningDetector(direction_location_weight=0.0).fit(train).predict(frames)
+    assert roc_auc_score(labels, lanes.reasons[:, j]) > 0.95
+    assert roc_auc_score(labels, blind.reasons[:, j]) < 0.6
 
 
 def test_fast_object_gets_the_highest_too_fast_score(fitted):

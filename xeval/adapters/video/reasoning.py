@@ -35,8 +35,10 @@ Pipeline (every step deterministic):
 3. **Attributes** per object (groups, each with its reason):
 
    - **speed**: ``log(1 + |v|)`` (pixels / frame), one-sided -> ("action", "too fast");
-   - **direction**: ``(3 cx / W, 3 cy / H, v_x / |v|, v_y / |v|)`` of moving objects
-     (the direction where the object is) -> ("action", "wrong direction");
+   - **direction**: ``(a cx / W, a cy / H, v_x / |v|, v_y / |v|)`` of moving objects,
+     ``a = direction_location_weight`` (the direction where the object is: with ``a =
+     2`` half the frame away weighs as much as a right-angle turn) -> ("action",
+     "wrong direction");
    - **stillness**: length (frames) of the still run (``|v| < still_speed``) the object
      is in, one-sided -> ("action", "loitering");
    - **appearance**: standardised mean colour, grey std, fill ratio (area / box area),
@@ -117,7 +119,6 @@ _SCALE_FLOOR = {
     "location": 0.02,
 }
 _KNN = ("direction", "appearance", "size", "location")
-_LOC_WEIGHT = 3.0
 _CHUNK = 64
 _S2 = np.zeros((3, 3, 3), dtype=bool)
 _S2[1] = True  # 3 x 3 in each frame, nothing across frames
@@ -338,6 +339,9 @@ class ReasoningDetector(VideoDetector):
         Tracking gate (pixels / frame); None = a quarter of the longer frame side.
     still_speed:
         Speed (pixels / frame) below which an object counts as still.
+    direction_location_weight:
+        Weight ``a`` of the location in the direction attribute (0: direction alone,
+        the same everywhere in the frame).
     k:
         Neighbours of the kNN densities.
     max_bank:
@@ -366,6 +370,7 @@ class ReasoningDetector(VideoDetector):
         min_area: int = 6,
         max_match_distance: float | None = None,
         still_speed: float = 0.5,
+        direction_location_weight: float = 2.0,
         k: int = 5,
         max_bank: int = 4096,
         combine: Literal["max", "sum"] = "max",
@@ -387,6 +392,9 @@ class ReasoningDetector(VideoDetector):
             max_match_distance = check_number(max_match_distance, "max_match_distance", strict=True)
         self.max_match_distance = max_match_distance
         self.still_speed = check_number(still_speed, "still_speed", strict=True)
+        self.direction_location_weight = check_number(
+            direction_location_weight, "direction_location_weight"
+        )
         self.k = check_positive_int(k, "k")
         self.max_bank = check_positive_int(max_bank, "max_bank")
         self.combine = check_choice(combine, "combine", ("max", "sum"))
@@ -522,7 +530,7 @@ class ReasoningDetector(VideoDetector):
         win = tr["window"]
         return {
             "speed": np.log1p(speed)[:, None],
-            "direction": np.column_stack([_LOC_WEIGHT * loc, unit]),
+            "direction": np.column_stack([self.direction_location_weight * loc, unit]),
             "stillness": run[:, None],
             "appearance": _window_median(obj.appearance, win),
             "size": _window_median(np.log(obj.area)[:, None], win),
@@ -776,6 +784,7 @@ class ReasoningDetector(VideoDetector):
             "min_area": self.min_area,
             "max_match_distance": self.max_match_distance,
             "still_speed": self.still_speed,
+            "direction_location_weight": self.direction_location_weight,
             "k": self.k,
             "max_bank": self.max_bank,
             "combine": self.combine,
