@@ -67,7 +67,14 @@ Pipeline (every step deterministic):
    ``ceil(H / stride) x ceil(W / stride)``; boxes = object boxes with their anomaly
    scores.
 
-Reasons: the detector's own reasons are the table above; :meth:`set_vocabulary` maps
+Known limitations (seen on the built-in ``synthetic_video`` benchmark): objects whose
+blobs merge (crossing pedestrians) are one object while they overlap, so a runner inside
+a merged blob takes the blob's speed; merged blobs in the training video widen the size
+density, so an agent of twice the normal size scores only moderately on size and is
+often explained by another attribute; a vehicle is larger than a pedestrian, so
+"unusual object" and "unusual size" are confused with each other.
+
+Reasons: the detector's own reasons are the list above; :meth:`set_vocabulary` maps
 them onto a dataset's vocabulary by exact ``(coarse, fine)`` match. Vocabulary reasons it
 has no attribute for get score 0 (listed in :attr:`ReasoningDetector.unscored_reasons_`
 and warned about); ``reason_names`` is the vocabulary's order. Higher = more anomalous.
