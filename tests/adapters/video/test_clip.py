@@ -67,6 +67,7 @@ def as_float(frames: np.ndarray) -> np.ndarray:
         ({"clip_length": 3, "target": "previous"}, "target must be one of"),
         ({"clip_length": 3, "stride": 0}, "stride must be an integer >= 1"),
         ({"clip_length": 3, "stride": True}, "stride must be an integer"),
+        ({"clip_length": 3, "stride": 4}, "stride=4 > clip_length=3 with target='all'"),
         ({"clip_length": 3, "batch_size": 0}, "batch_size must be an integer >= 1"),
         ({"clip_length": 3, "device": "tpu"}, "device must be"),
         ({"clip_length": 3, "device": 0}, "device must be a string"),
@@ -141,6 +142,32 @@ def test_next_known_error_maps_and_first_frames_convention(length, stride):
         src = earlier[-1] if earlier else predicted[0]  # first frames: first prediction
         np.testing.assert_allclose(p.maps[t], err[src], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(p.scores[:length], p.scores[length])
+
+
+def test_window_plans_match_naive_references_for_any_length_and_stride():
+    """Hypothesis: every (T, clip_length, stride) gives the naive maps of both targets
+    (known models), so every frame is covered and the convention holds."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 6))
+    def check(length, stride, extra):
+        frames = video(length + 1 + extra, seed=length * 7 + stride)
+        n = len(frames)
+        if stride <= length:  # target "all" refuses a stride that leaves gaps
+            p = ClipAdapter(RollTime(), clip_length=length, stride=stride).predict(frames)
+            np.testing.assert_allclose(p.maps, naive_all(frames, length, stride), atol=1e-6)
+        q = ClipAdapter(LastFrame(), clip_length=length, target="next", stride=stride)
+        pq = q.predict(frames)
+        x = as_float(frames)
+        predicted = sorted(set(range(length, n, stride)) | {n - 1})
+        for t in range(n):
+            src = max([u for u in predicted if u <= t], default=predicted[0])
+            ref = ((x[src - 1] - x[src]) ** 2).mean(0)
+            np.testing.assert_allclose(pq.maps[t], ref, atol=1e-6)
+
+    check()
 
 
 def test_max_reduction_and_input_size():

@@ -405,3 +405,45 @@ def test_speed_target():
     elapsed = time.perf_counter() - start
     assert p.scores.shape == (400,)
     assert elapsed < 15.0, elapsed
+
+
+# ------------------------------------------------------------------ properties
+@pytest.fixture(scope="module")
+def rect_detector():
+    train, _ = _still_scene(20, lambda t: [(4 + 2 * (t % 10), 6, 9 + 2 * (t % 10), 14)])
+    return ReasoningDetector(threshold=0.2).fit([train])
+
+
+def test_invariants_on_random_rectangle_videos(rect_detector):
+    """For random videos of rectangles: frame score = max of its boxes' scores (0
+    without) = max of its reason scores (combine max, own vocabulary) = max of its map;
+    the map is 0 outside the boxes; boxes lie in the frame."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    rect = st.tuples(
+        st.integers(0, W - 2), st.integers(0, H - 2), st.integers(1, 14), st.integers(1, 14)
+    )
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(st.lists(st.lists(rect, max_size=3), min_size=1, max_size=6))
+    def check(spec):
+        n = len(spec)
+        frames, _ = _still_scene(
+            n, lambda t: [(x, y, min(x + w, W), min(y + h, H)) for x, y, w, h in spec[t]]
+        )
+        p = rect_detector.predict(frames)
+        b = p.boxes
+        assert np.all((b[:, 1] >= 0) & (b[:, 3] <= W) & (b[:, 2] >= 0) & (b[:, 4] <= H))
+        for t in range(n):
+            here = b[b[:, 0] == t]
+            expect = here[:, 5].max() if len(here) else 0.0
+            assert p.scores[t] == expect
+            assert p.reasons[t].max() == expect
+            np.testing.assert_allclose(p.maps[t].max(), np.float32(expect))
+            inside = np.zeros((H, W), bool)
+            for _, x1, y1, x2, y2, _ in here.astype(int):
+                inside[y1:y2, x1:x2] = True
+            assert np.all(p.maps[t][~inside] == 0)
+
+    check()

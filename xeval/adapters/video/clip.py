@@ -5,7 +5,8 @@
 
 - ``target="all"`` -- a **reconstruction** model returning a reconstruction of the same
   clip ``(B, T, C, H, W)``. Windows of ``clip_length`` frames start every ``stride``
-  frames (plus one window ending at the last frame, so that every frame is covered);
+  frames (``stride <= clip_length``; plus one window ending at the last frame, so that
+  every frame is covered);
   a frame's error map is the **mean** over the windows that cover it of the
   channel-mean squared error ``mean_c (x_hat - x)^2``.
 - ``target="next"`` -- a **frame-prediction** model mapping ``clip_length`` frames to a
@@ -137,6 +138,12 @@ class ClipAdapter(VideoDetector):
         self.clip_length = check_positive_int(clip_length, "clip_length")
         self.target = check_choice(target, "target", ("all", "next"))
         self.stride = check_positive_int(stride, "stride")
+        if self.target == "all" and self.stride > self.clip_length:
+            raise InputError(
+                f"stride={self.stride} > clip_length={self.clip_length} with target='all' "
+                "would leave frames between windows without a reconstruction; use "
+                "stride <= clip_length"
+            )
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.reduction = check_choice(reduction, "reduction", ("mean", "max"))
         self.input_size = _check_size(input_size, "input_size")
