@@ -333,6 +333,14 @@ def test_direction_is_judged_where_the_object_is(train):
     assert roc_auc_score(labels, blind.reasons[:, j]) < 0.6
 
 
+def test_grey_videos():
+    det = ReasoningDetector().fit(training(n_videos=2, n_frames=60, channels=1))
+    frames, labels, _ = scene(60, seed=21, anomaly="large", channels=1)
+    p = det.predict(frames)
+    assert roc_auc_score(labels, p.scores) > 0.95
+    assert det.objects_["attribute_scores"].shape[1] == len(ATTRIBUTES)
+
+
 def test_fast_object_gets_the_highest_too_fast_score(fitted):
     frames, labels, boxes = scene(60, seed=22, anomaly="fast")
     p = fitted.predict(frames)
