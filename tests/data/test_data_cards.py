@@ -8,7 +8,6 @@ import pytest
 from xeval.data.cards import dataset_card, dataset_cards
 from xeval.registry import DATASETS, VIDEO_DATASETS, option_spec
 
-
 FORMATS = [(DATASETS, f) for f in DATASETS.names()] + [
     (VIDEO_DATASETS, f) for f in VIDEO_DATASETS.names()
 ]

@@ -43,6 +43,7 @@ from xeval.assets import asset_dir
 from xeval.errors import ConfigError, XevalError
 from xeval.protocols import load_config, parse_config
 from xeval.protocols.config import RunConfig, build_metrics
+from xeval.protocols.video import VideoRunConfig
 
 FUZZ = settings(
     max_examples=40,
@@ -161,8 +162,32 @@ def _walk(value, path=()):
             yield from _walk(v, (*path, i))
 
 
+def check_valid_video(cfg: VideoRunConfig) -> None:
+    """An accepted video configuration is usable and means something: every detector
+    builds, every explainer and metric is registered with valid options."""
+    from xeval.registry import VIDEO_EXPLAINERS
+
+    assert isinstance(cfg.name, str) and cfg.name
+    assert isinstance(cfg.seed, int) and cfg.seed >= 0
+    assert isinstance(cfg.output, str) and cfg.output
+    assert 0 < cfg.evaluation.validation_videos < 1
+    assert cfg.evaluation.jackknife_groups >= 2 and cfg.evaluation.chunk_frames >= 1
+    assert len(cfg.config_hash()) == 16
+    json.dumps(cfg.to_dict(), default=str)
+    build_metrics(cfg.metrics)
+    for d in cfg.detectors:
+        d.build()
+        for e in cfg.explainers_for(d):
+            VIDEO_EXPLAINERS.get(e.name)(**e.params)
+    for path, v in _walk(cfg.to_dict()):
+        if isinstance(v, float):
+            assert math.isfinite(v), f"non-finite number accepted at {path}: {v!r}"
+
+
 def check_valid(cfg: RunConfig) -> None:
     """An accepted configuration is usable and means something."""
+    if isinstance(cfg, VideoRunConfig):
+        return check_valid_video(cfg)
     assert isinstance(cfg, RunConfig)
     assert isinstance(cfg.name, str) and cfg.name
     assert isinstance(cfg.seed, int) and cfg.seed >= 0

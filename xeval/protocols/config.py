@@ -509,8 +509,10 @@ def _edit_metrics(run_metrics: list[ComponentSpec], edit: Mapping, where: str) -
 
 
 # ---------------------------------------------------------------------------- parse
-def parse_config(raw, *, source: str | None = None) -> RunConfig:
-    """Check a configuration mapping in full and return the :class:`RunConfig`.
+def parse_config(raw, *, source: str | None = None):
+    """Check a configuration mapping in full and return the :class:`RunConfig` (a
+    :class:`~xeval.protocols.video.VideoRunConfig` when ``dataset.format`` is a video
+    format).
 
     Raises
     ------
@@ -523,6 +525,10 @@ def parse_config(raw, *, source: str | None = None) -> RunConfig:
     where = source or "config"
     _check_document(raw, where)  # bounded, acyclic, plain: before any message shows it
     _expect(isinstance(raw, Mapping), f"{where}: a configuration must be a mapping, got {raw!r}")
+    from xeval.protocols.video import is_video_config, parse_video_config
+
+    if is_video_config(raw):
+        return parse_video_config(raw, source=source)
     _check_keys(raw, _TOP_KEYS, where)
     for key in ("dataset", "detectors", "explainers"):
         _expect(key in raw, f"{where}: missing required key '{key}'")
@@ -683,13 +689,7 @@ def load_config(path_or_name: str | Path):
             f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"
         ) from exc
     raw = _read_yaml(p, str(p))
-    _check_document(raw, str(p))
-    from xeval.protocols.video import is_video_config, parse_video_config
-
-    if is_video_config(raw):
-        cfg = parse_video_config(raw, source=str(p))
-    else:
-        cfg = parse_config(raw, source=str(p))
+    cfg = parse_config(raw, source=str(p))
     # relative dataset paths are relative to the config file
     path = cfg.dataset.params.get("path")
     if isinstance(path, str) and not Path(path).is_absolute():
