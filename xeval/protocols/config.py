@@ -542,9 +542,9 @@ def parse_config(raw, *, source: str | None = None):
     _expect(
         cache is None
         or isinstance(cache, bool)
-        or isinstance(cache, str) and cache.strip().lower() not in _BOOL_WORDS,
-        f"{where}: cache must be true/false (a boolean, unquoted) or a folder path, "
-        f"got {cache!r}",
+        or isinstance(cache, str)
+        and cache.strip().lower() not in _BOOL_WORDS,
+        f"{where}: cache must be true/false (a boolean, unquoted) or a folder path, got {cache!r}",
     )
     dataset = _parse_dataset(raw["dataset"], where)
 
