@@ -20,9 +20,18 @@ def _demo(a) -> int:
     else:
         name = "demo_quick" if a.quick else "demo"
     cfg = load_config(name)
-    res = run(cfg, out_dir=a.out, resume=not a.no_resume)
+    res = run(cfg, out_dir=a.out, resume=not a.no_resume, **_executor_options(a))
     _summary(res)
     return 0
+
+
+def _executor_options(a) -> dict:
+    """``--workers`` / ``--scheduler`` / ``--threads-per-worker`` as keyword arguments."""
+    return {
+        "workers": a.workers,
+        "scheduler": a.scheduler,
+        "threads_per_worker": a.threads_per_worker,
+    }
 
 
 def _run(a) -> int:
@@ -37,7 +46,7 @@ def _run(a) -> int:
         return 0
     from xeval.engine import run
 
-    res = run(cfg, out_dir=a.out, resume=not a.no_resume)
+    res = run(cfg, out_dir=a.out, resume=not a.no_resume, **_executor_options(a))
     _summary(res)
     return 0
 
@@ -136,19 +145,39 @@ def _check_output_file(path: Path, *, option: str) -> None:
 
 
 def _score(a) -> int:
+    import inspect
+
+    from xeval.engine.executor import check_executor_options, make_executor
     from xeval.engine.score import score_folder
 
     if a.json is not None:
         _check_output_file(a.json, option="--json")
-    df = score_folder(
-        a.maps,
-        a.gt,
-        categories=a.categories,
-        fpr_limits=tuple(a.fpr_limit),
-        mode=a.mode,
-        threshold=a.threshold,
-        allow_missing=a.allow_missing,
-    )
+    options = _executor_options(a)
+    check_executor_options(**options)
+    kwargs = {}
+    if "executor" in inspect.signature(score_folder).parameters:
+        executor = make_executor(**options)
+        kwargs["executor"] = executor
+    elif a.workers is not None or a.scheduler is not None:
+        from xeval.errors import InputError
+
+        raise InputError("--workers / --scheduler: this xeval's score runs in one process")
+    else:
+        executor = None
+    try:
+        df = score_folder(
+            a.maps,
+            a.gt,
+            categories=a.categories,
+            fpr_limits=tuple(a.fpr_limit),
+            mode=a.mode,
+            threshold=a.threshold,
+            allow_missing=a.allow_missing,
+            **kwargs,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if a.json:
         from xeval._io import atomic_write_json
@@ -170,6 +199,45 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (expected e.g. 0.5)")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid integer value: {text!r} (expected a whole number >= 1, e.g. 2)"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (expected an integer >= 1)")
+    return value
+
+
+def _add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` | ``--scheduler ADDRESS``, and ``--threads-per-worker K``."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (same results as one process)",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster, e.g. tcp://host:8786 (workers need xeval "
+        "and the data at the same paths)",
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="torch / BLAS threads in each Dask worker (default 1; with --workers or --scheduler)",
+    )
 
 
 def _fpr_limit(text: str) -> float:
@@ -216,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the video audit on the built-in synthetic video benchmark (xeval-out/video)",
     )
+    _add_executor_arguments(d)
     d.set_defaults(fn=_demo)
     r = sub.add_parser("run", help="run a configuration (YAML) or a protocol name")
     r.add_argument("config", help="path to a YAML config, or a name in protocols/")
@@ -234,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the configuration against the registries and exit (loads no data)",
     )
+    _add_executor_arguments(r)
     r.set_defaults(fn=_run)
     s = sub.add_parser("score", help="score precomputed maps against MVTec-layout ground truth")
     s.add_argument(
@@ -271,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also compute PRO/IoU/Dice at this threshold (any finite number)",
     )
+    _add_executor_arguments(s)
     s.set_defaults(fn=_score)
     return p
 

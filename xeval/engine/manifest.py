@@ -42,11 +42,15 @@ def build_manifest(
     units: dict,
     contents: dict[str, str] | None = None,
     resume: dict[str, str] | None = None,
+    executor: dict | None = None,
 ) -> dict:
     """The run's manifest; ``units`` maps ``"category/detector"`` to what each unit
     resolved (detector config, explainer configs, metrics with options, subsets, the key
-    it was saved under); ``contents`` are the categories' content fingerprints and
-    ``resume`` says for each unit whether it was computed, reused or recomputed (why)."""
+    it was saved under); ``contents`` are the categories' content fingerprints,
+    ``resume`` says for each unit whether it was computed, reused or recomputed (why) and
+    ``executor`` where the units ran (kind, workers, threads per worker, scheduler,
+    Dask versions, per-unit worker time and scheduling overhead; see
+    :mod:`xeval.engine.executor`)."""
     versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
     for pkg in _PACKAGES:
         try:
@@ -69,6 +73,7 @@ def build_manifest(
         "dataset_categories": {c: s.counts() for c, s in splits.items()},
         "units": units,
         "resume": resume or {},
+        "executor": executor or {"kind": "in-process", "workers": 1},
         "timings": timings,
         "metric_notes": {
             "pixel metrics": "maps upsampled bilinearly to the mask's native size; no "

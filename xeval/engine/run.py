@@ -45,7 +45,7 @@ from xeval.metrics.base import Metric, ProbeContext
 from xeval.protocols.config import RunConfig, build_metrics
 from xeval.results import results_frame
 
-__all__ = ["RunResult", "evaluate_unit", "run"]
+__all__ = ["RunResult", "UnitTask", "compute_unit", "evaluate_unit", "run"]
 
 VERDICT_FAMILIES = ("localisation", "faithfulness", "robustness", "sanity")
 """Families whose per-image metrics get verdicts against the controls."""
@@ -257,12 +257,64 @@ def _unit_config(cfg: RunConfig, dspec, category: str) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class UnitTask:
+    """Everything one (category, detector) unit needs, sent to the worker that computes
+    it: the checked configuration, the detector's name, the category's split (sample
+    references: paths, not pixels), the explanation cache and the modules the caller
+    allowed recipes to import (``--allow-import``). The worker builds the detector,
+    explainers and metrics from the configuration's specs (fitted models never travel);
+    every seed comes from the configuration, never from the worker or the order."""
+
+    cfg: RunConfig
+    detector: str
+    split: CategorySplit
+    cache_dir: Path | None = None
+    safe_imports: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.split.category}/{self.detector}"
+
+
+def compute_unit(task: UnitTask) -> dict:
+    """Build the unit's detector, explainers and metrics from the configuration and run
+    :func:`evaluate_unit` (a top-level function: Dask sends it to workers by reference).
+    Returns the unit's dict; its attribution maps stay where it ran."""
+    from xeval.adapters.imports import safe_imports
+    from xeval.adapters.registry import build_detector
+    from xeval.explainers.registry import build_explainer
+
+    cfg = task.cfg
+    dspec = next(d for d in cfg.detectors if d.name == task.detector)
+    with safe_imports(*task.safe_imports):
+        recipe = dspec.recipe()
+        recipe["params"].setdefault("seed", cfg.seed)
+        det = build_detector(recipe)
+        explainers = [
+            build_explainer(e.to_dict(), where=f"detector {dspec.name!r} explainers")
+            for e in cfg.explainers_for(dspec)
+        ]
+        metrics = build_metrics(cfg.metrics_for(dspec))
+        print(
+            f"[xeval] {task.split.category}: {det.name} (fit + explain {len(explainers)} "
+            f"explainers, {len(metrics)} metrics)",
+            file=sys.stderr,
+        )
+        return evaluate_unit(
+            det, explainers, task.split, cfg, metrics=metrics, cache_dir=task.cache_dir
+        )
+
+
 def run(
     cfg: RunConfig,
     *,
     out_dir: str | Path | None = None,
     resume: bool = True,
     cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads_per_worker: int | None = None,
 ) -> RunResult:
     """Run ``cfg`` and write the report into ``out_dir``.
 
@@ -272,18 +324,58 @@ def run(
     ``cache``. The folder is locked for the duration of the run; saved units of an
     earlier run are reused only when nothing they depend on changed (``resume=False``
     recomputes all of them).
+
+    ``workers`` (a local Dask cluster of that many worker processes) or ``scheduler``
+    (the address of an existing Dask cluster) run the units as Dask tasks, with
+    ``threads_per_worker`` torch / BLAS threads each (see :mod:`xeval.engine.executor`);
+    given here they override the configuration's keys of the same names. The results
+    are the same, value for value, for any of these choices. When some units fail on
+    Dask, the others are saved and :class:`~xeval.engine.executor.UnitsFailedError`
+    lists the failed ones (category and detector).
     """
     if getattr(cfg, "task", "image") == "video":
+        if workers is not None or scheduler is not None or threads_per_worker is not None:
+            raise InputError(
+                "workers / scheduler / threads_per_worker: video runs execute in one "
+                f"process (got workers={workers!r}, scheduler={scheduler!r}, "
+                f"threads_per_worker={threads_per_worker!r})"
+            )
         from xeval.engine.video import run_video
 
         return run_video(cfg, out_dir=out_dir, resume=resume)
     if not isinstance(resume, bool):
         raise InputError(f"resume must be True or False, got {resume!r}")
+    options = _execution_options(
+        cfg, workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker
+    )
     out = resolve_output(cfg, out_dir)
     cache_dir = _cache_dir(cfg, out, cache_dir)  # checked before anything is written
     out = claim_output(out)
     with OutputLock(out):
-        return _run(cfg, out, resume=resume, cache_dir=cache_dir)
+        return _run(cfg, out, resume=resume, cache_dir=cache_dir, options=options)
+
+
+def _execution_options(cfg: RunConfig, *, workers, scheduler, threads_per_worker) -> dict:
+    """The executor options: the caller's (the command line's) where given, else the
+    configuration's; checked before anything is written. Giving ``workers`` or
+    ``scheduler`` here replaces both of the configuration's. ``threads_per_worker`` from
+    the configuration applies only when the run uses Dask; given here without Dask it
+    is an error."""
+    from xeval.engine.executor import check_executor_options
+
+    check_executor_options(
+        workers=workers,
+        scheduler=scheduler,
+        threads_per_worker=threads_per_worker,
+        threads_need_dask=False,
+    )
+    if workers is None and scheduler is None:
+        workers, scheduler = getattr(cfg, "workers", None), getattr(cfg, "scheduler", None)
+    if threads_per_worker is None and (workers is not None or scheduler is not None):
+        threads_per_worker = getattr(cfg, "threads_per_worker", None)
+    options = {"workers": workers, "scheduler": scheduler, "threads_per_worker": threads_per_worker}
+    check_executor_options(**options)
+    return options
 
 
 def _cache_dir(cfg: RunConfig, out: Path, given) -> Path | None:
@@ -296,10 +388,10 @@ def _cache_dir(cfg: RunConfig, out: Path, given) -> Path | None:
     return confined_path(cfg.cache, key="cache", where=cfg.source or "config")
 
 
-def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir) -> RunResult:
-    from xeval.adapters.registry import build_detector
+def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir, options: dict) -> RunResult:
+    from xeval.adapters.imports import get_safe_imports
+    from xeval.engine.executor import UnitFailure, UnitsFailedError, make_executor
     from xeval.engine.verdicts import rank_table, verdicts
-    from xeval.explainers.registry import build_explainer
     from xeval.reports import ReportData, write_report
 
     t_start = time.perf_counter()
@@ -312,54 +404,68 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir) -> RunResult:
     t = time.perf_counter()
     contents = {cat: split.fingerprint(content=True) for cat, split in splits.items()}
     timings["fingerprint_s"] = time.perf_counter() - t
-    rows, curves, per_image, items, resolved, resumed = [], [], [], [], {}, {}
+    # 1. which units are saved already (in the run's order: category, then detector)
+    units: dict[str, dict] = {}  # "cat/det" -> the unit's dict, in the run's order
+    keys: dict[str, dict] = {}
+    resumed: dict[str, str] = {}
+    todo: list[tuple[UnitTask, Path, str]] = []
+    imports = get_safe_imports()
     for cat, split in splits.items():
         for dspec in cfg.detectors:
+            name = f"{cat}/{dspec.name}"
             path = checkpoint.unit_path(part_dir, cat, dspec.name)
-            key = checkpoint.unit_key(
+            keys[name] = checkpoint.unit_key(
                 dataset_content=contents[cat], unit_config=_unit_config(cfg, dspec, cat)
             )
-            unit, why = checkpoint.load_unit(path, key=key) if resume else (None, "")
+            unit, why = checkpoint.load_unit(path, key=keys[name]) if resume else (None, "")
+            units[name] = unit
             if unit is None:
                 if why.startswith(("damaged", "stale")):
                     warnings.warn(
-                        f"unit {cat}/{dspec.name} of an earlier run is recomputed ({why})",
+                        f"unit {name} of an earlier run is recomputed ({why})",
                         ResumeWarning,
                         stacklevel=2,
                     )
-                recipe = dspec.recipe()
-                recipe["params"].setdefault("seed", cfg.seed)
-                det = build_detector(recipe)
-                explainers = [
-                    build_explainer(e.to_dict(), where=f"detector {dspec.name!r} explainers")
-                    for e in cfg.explainers_for(dspec)
-                ]
-                metrics = build_metrics(cfg.metrics_for(dspec))
-                print(
-                    f"[xeval] {cat}: {det.name} (fit + explain {len(explainers)} explainers, "
-                    f"{len(metrics)} metrics)",
-                    file=sys.stderr,
-                )
-                unit = evaluate_unit(
-                    det, explainers, split, cfg, metrics=metrics, cache_dir=cache_dir
-                )
-                checkpoint.save_unit(path, unit, key=key)
-                resumed[f"{cat}/{dspec.name}"] = (
-                    "computed" if why in ("", "not saved") else f"recomputed ({why})"
-                )
+                task = UnitTask(cfg, dspec.name, split, cache_dir, imports)
+                todo.append((task, path, why))
             else:
                 print(f"[xeval] {cat}: {dspec.name} (resumed from {path.parent})", file=sys.stderr)
-                resumed[f"{cat}/{dspec.name}"] = "reused (key matched)"
-            rows += unit["rows"]
-            curves += unit["curves"]
-            per_image += unit["per_image"]
-            items += unit["gallery"]
-            timings.update(unit["timings"])
-            resolved[f"{cat}/{dspec.name}"] = {
-                **unit.get("configs", {}),
-                "subsets": unit.get("subsets", {}),
-                "key": key,
-            }
+                resumed[name] = "reused (key matched)"
+    # 2. compute the others on the executor; each is saved here, by the client, as it
+    #    arrives (in the run's order), so an interrupted run resumes exactly as before
+    failures: list[UnitFailure] = []
+    executor_info: dict = {"kind": "none (every unit was resumed)", **options}
+    if todo:
+        t = time.perf_counter()
+        with make_executor(**options) as executor:
+            timings["executor_start_s"] = time.perf_counter() - t
+            tasks = [task for task, _, _ in todo]
+            results = executor.map_units(compute_unit, tasks, keys=[x.key for x in tasks])
+            for (_, path, why), (name, unit) in zip(todo, results, strict=True):
+                if isinstance(unit, UnitFailure):
+                    print(f"[xeval] {name}: FAILED ({unit.error_type})", file=sys.stderr)
+                    failures.append(unit)
+                    continue
+                checkpoint.save_unit(path, unit, key=keys[name])
+                units[name] = unit
+                resumed[name] = "computed" if why in ("", "not saved") else f"recomputed ({why})"
+            executor_info = {**executor.describe(), "overhead": executor.overhead()}
+    if failures:
+        saved = sum(u is not None for u in units.values())
+        raise UnitsFailedError(failures, saved=saved) from failures[0].error
+    # 3. assemble, in the run's order whatever the executor
+    rows, curves, per_image, items, resolved = [], [], [], [], {}
+    for name, unit in units.items():
+        rows += unit["rows"]
+        curves += unit["curves"]
+        per_image += unit["per_image"]
+        items += unit["gallery"]
+        timings.update(unit["timings"])
+        resolved[name] = {
+            **unit.get("configs", {}),
+            "subsets": unit.get("subsets", {}),
+            "key": keys[name],
+        }
     rows += collect.mean_rows(rows)
     results = results_frame(rows)
     curves_df = pd.DataFrame(
@@ -368,7 +474,13 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir) -> RunResult:
     per_image_df = pd.DataFrame(per_image)
     timings["total_s"] = time.perf_counter() - t_start
     manifest = build_manifest(
-        cfg, splits, timings=timings, units=resolved, contents=contents, resume=resumed
+        cfg,
+        splits,
+        timings=timings,
+        units=resolved,
+        contents=contents,
+        resume=resumed,
+        executor=executor_info,
     )
     verdict_df = verdicts(
         per_image_df,

@@ -106,6 +106,9 @@ _TOP_KEYS = {
     "batch_size",
     "report",
     "cache",
+    "workers",
+    "scheduler",
+    "threads_per_worker",
 }
 _BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "1", "0"}
 """Strings that read as booleans: refused where a path is expected (a quoted "false"
@@ -214,6 +217,11 @@ class RunConfig:
     cache: str | bool | None = None
     description: str = ""
     source: str | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    threads_per_worker: int | None = None
+    """Where the units run (:mod:`xeval.engine.executor`); not in :meth:`to_dict` nor the
+    config hash: they change how fast a run is, never its numbers."""
 
     def to_dict(self) -> dict:
         """Everything that changes results, in canonical form (hashed, and recorded in
@@ -640,6 +648,7 @@ def parse_config(raw, *, source: str | None = None):
         gallery_metric=gm,
     )
     description = raw.get("description", "")
+    workers, scheduler, threads = _parse_execution(raw, where)
     return RunConfig(
         name=name,
         dataset=dataset,
@@ -654,7 +663,37 @@ def parse_config(raw, *, source: str | None = None):
         cache=cache,
         description=str(description or ""),
         source=source,
+        workers=workers,
+        scheduler=scheduler,
+        threads_per_worker=threads,
     )
+
+
+def _parse_execution(raw: Mapping, where: str) -> tuple:
+    """The optional ``workers`` / ``scheduler`` / ``threads_per_worker`` keys (Dask
+    execution; the command line's ``--workers`` / ``--scheduler`` /
+    ``--threads-per-worker`` override them)."""
+    workers = raw.get("workers")
+    if workers is not None:
+        workers = _int(workers, f"{where}: workers", minimum=1)
+    scheduler = raw.get("scheduler")
+    _expect(
+        scheduler is None
+        or isinstance(scheduler, str)
+        and scheduler.strip()
+        and scheduler == scheduler.strip(),
+        f"{where}: scheduler must be the address of a Dask scheduler such as "
+        f"'tcp://host:8786', got {scheduler!r}",
+    )
+    _expect(
+        workers is None or scheduler is None,
+        f"{where}: give workers (a local cluster; got {workers!r}) or scheduler (an "
+        f"existing cluster; got {scheduler!r}), not both",
+    )
+    threads = raw.get("threads_per_worker")
+    if threads is not None:
+        threads = _int(threads, f"{where}: threads_per_worker", minimum=1)
+    return workers, scheduler, threads
 
 
 def _read_yaml(path: Path, what: str):
