@@ -21,6 +21,18 @@ case). The tree is checked before anything is scored, and every problem is an
   of rounding (see :func:`same_aspect`), and is an error otherwise.
 
 Image score = max of the map.
+
+Parallel scoring: the work is a list of :class:`ChunkTask` s, one per category and per
+``chunk_size`` consecutive test images; :func:`score_chunk` (a top-level function, so
+that Dask can ship it) decodes a chunk's maps and masks and returns its metric states
+(:class:`ChunkStates`), never the maps. An executor of :mod:`xeval.engine.executor`
+runs the tasks (in this process by default, or on Dask workers) and the client merges
+the states of each category in a tree (:class:`TreeReduce`, image order kept) and
+computes the results. Every value is identical (``==``) for any chunking and any
+number of workers: the merges are concatenations in image order or integer sums (the
+binned mode keeps its region weights as exact integers, :class:`SplitFreeBinnedState`;
+PRO@t sums its per-image terms in image order, :class:`PerImageThresholdState`). A task
+holds one chunk of maps; in binned mode the client holds only fixed-size merged states.
 """
 
 from __future__ import annotations
@@ -39,12 +51,25 @@ from xeval.data.loader import load_mask
 from xeval.data.mvtec import list_categories, load_mvtec
 from xeval.errors import InputError, MissingDataWarning
 from xeval.metrics import ImageMetrics, PixelRanking, ThresholdMetrics
+from xeval.metrics._validation import merged_ids
+from xeval.metrics.detection import ImageScoreState
+from xeval.metrics.pixel import (
+    BinnedPixelState,
+    ExactPixelState,
+    _accumulate,
+    _chunks,
+    _exponent,
+)
+from xeval.metrics.regions import positive_weights
 from xeval.metrics.resize import resize_to, same_aspect
+from xeval.metrics.threshold import ThresholdState
 
 #: Map file extensions (compared in lower case).
 MAP_EXTENSIONS = (".tiff", ".tif", ".npy", ".png")
 #: At most this many names are listed per kind of problem in an error message.
 LIST_CAP = 10
+#: Test images per chunk task (``chunk_size``, ``--chunk-size``).
+DEFAULT_CHUNK_SIZE = 64
 _LAYOUT = "<maps>/<category>/test/<defect>/<id>.<tiff|tif|npy|png>"
 
 
@@ -163,38 +188,469 @@ def _load_pair(path: Path, sample) -> tuple[np.ndarray, np.ndarray]:
     return mask, load_map(path, mask.shape, image=sample.id)
 
 
-def _score_split(
-    split,
-    index: CategoryMaps,
-    *,
-    fpr_limits=(0.3,),
-    mode: str = "exact",
-    threshold: float | None = None,
-    workers: int = 4,
-) -> dict:
-    pix = PixelRanking(fpr_limits=fpr_limits, mode=mode)
+# ------------------------------------------------------------------ split-free states
+_LIMB_BITS = 28
+_LIMB_MASK = (1 << _LIMB_BITS) - 1
+_W_SCALE_BITS = 27 + 2 * _LIMB_BITS  # a weight w in (0, 1] is exactly W / 2**83
+
+
+def _weight_limbs(w: np.ndarray) -> np.ndarray:
+    """The region weights ``w`` (float64 in (0, 1]) as exact integers ``W = w * 2**83``
+    split in three 28-bit limbs, shape ``(3, n)`` (int64; float64 ``w >= 2**-31``, i.e.
+    regions of at most 2**31 pixels, is exactly such an integer)."""
+    x = w * float(1 << 27)
+    a = np.floor(x)
+    r = (x - a) * float(1 << _LIMB_BITS)  # exact: the fraction of a float is a float
+    b = np.floor(r)
+    c = (r - b) * float(1 << _LIMB_BITS)
+    if not np.array_equal(c, np.floor(c)):
+        raise InputError(
+            "a ground-truth region of more than 2**31 pixels cannot be weighted exactly "
+            "in binned mode; use mode='exact'"
+        )
+    return np.stack([a, b, c]).astype(np.int64)
+
+
+def _carry(limbs: np.ndarray, sl: slice = slice(None)) -> None:
+    """Normalise ``limbs`` (3, n) in place on ``sl``: the two low limbs below 2**28."""
+    for k in (2, 1):
+        row = limbs[k, sl]
+        limbs[k - 1, sl] += row >> _LIMB_BITS
+        row &= _LIMB_MASK
+
+
+def _shift_bins(arr: np.ndarray, d: int, z: int, half: int) -> None:
+    """Move a binned layout (see :class:`BinnedPixelState`) ``d`` bins towards the zero
+    bin ``z`` in place, merging what falls out of range into it (integer arrays: exact)."""
+    if d >= half:
+        arr[z] = arr.sum()
+        arr[:z] = 0
+        arr[z + 1 :] = 0
+        return
+    arr[z] += arr[z + 1 : z + 1 + d].sum() + arr[z - d : z].sum()
+    arr[z + 1 : -d] = arr[z + 1 + d :].copy()
+    arr[-d:] = 0
+    arr[d:z] = arr[: z - d].copy()
+    arr[:d] = 0
+
+
+@dataclass
+class SplitFreeBinnedState(BinnedPixelState):
+    """A :class:`~xeval.metrics.pixel.BinnedPixelState` whose result does not depend on
+    how the images were split into chunks or in which order the chunks were merged.
+
+    The bin counts of the parent are integers (exact under any split); its region
+    weights are float sums, whose last bits depend on the order of the additions. Here
+    the weight of every bin is kept as an exact integer (``sum of w * 2**83`` in three
+    int64 limbs of 28 bits, ``limbs``) and rounded to float64 once, correctly, in
+    :meth:`summary`. Pickled sparsely (only the non-empty bins travel).
+    """
+
+    limbs: np.ndarray | None = None
+
+    def _alloc(self) -> None:
+        size = 2 * self.half + 1
+        self.n_all = np.zeros(size, np.int64)
+        self.n_pos = np.zeros(size, np.int64)
+        self.limbs = np.zeros((3, size), np.int64)
+        self.w_pos = None
+
+    def _raise_cut(self, e_cut: int) -> None:
+        if self.n_all is None:
+            self._alloc()
+        elif e_cut > self.e_cut >= 0:
+            d = (e_cut - self.e_cut) << self.bits
+            for arr in (self.n_all, self.n_pos, *self.limbs):
+                _shift_bins(arr, d, self.half, self.half)
+            _carry(self.limbs)
+        self.e_cut = e_cut
+
+    def update(self, mask: np.ndarray, amap: np.ndarray) -> None:
+        """Add one image (or an (N, H, W) stack); see the parent."""
+        for m, a in _chunks(mask, amap):
+            v = a.ravel()
+            if v.dtype != np.float32:
+                v = v.astype(np.float32)
+            vmin, vmax = float(v.min()), float(v.max())
+            e_max = max(_exponent(vmin), _exponent(vmax))
+            e_cut = max(e_max - self.octaves + 1, 0)
+            if e_cut > self.e_cut or self.n_all is None:
+                self._raise_cut(max(e_cut, self.e_cut))
+            b, lo, hi = self._bins(v, vmin, vmax)
+            _accumulate(self.n_all, lo, b, hi - lo + 1)
+            idx = np.flatnonzero(m)
+            if idx.size:
+                w, nreg = positive_weights(m)
+                uniq, inv = np.unique(b[idx], return_inverse=True)
+                at = lo + uniq.astype(np.int64)
+                self.n_pos[at] += np.bincount(inv, minlength=uniq.size)
+                for k, limb in enumerate(_weight_limbs(w)):
+                    # per-bin sums of < 2**28 integers over < 2**25 pixels: exact floats
+                    self.limbs[k, at] += np.bincount(inv, limb, uniq.size).astype(np.int64)
+                _carry(self.limbs, slice(int(at[0]), int(at[-1]) + 1))
+                self.n_regions += nreg
+            self.n_images += 1 if m.ndim == 2 else m.shape[0]
+
+    def copy(self) -> SplitFreeBinnedState:
+        c = SplitFreeBinnedState(
+            bits=self.bits,
+            octaves=self.octaves,
+            e_cut=self.e_cut,
+            n_regions=self.n_regions,
+            n_images=self.n_images,
+            ids=list(self.ids),
+        )
+        if self.n_all is not None:
+            c.n_all, c.n_pos, c.limbs = self.n_all.copy(), self.n_pos.copy(), self.limbs.copy()
+        return c
+
+    def merge(self, other: SplitFreeBinnedState) -> SplitFreeBinnedState:
+        """Exact merge (integers only): any bracketing and order give the same state."""
+        if (self.bits, self.octaves) != (other.bits, other.octaves):
+            raise ValueError(
+                "cannot merge binned states of different resolution: "
+                f"bits/octaves {self.bits}/{self.octaves} vs {other.bits}/{other.octaves}"
+            )
+        ids = merged_ids(self.ids, other.ids, "merging binned pixel-ranking states")
+        a, b = self.copy(), other.copy()
+        a.ids = b.ids = ids
+        if b.n_all is None:
+            return a
+        if a.n_all is None:
+            return b
+        cut = max(a.e_cut, b.e_cut)
+        a._raise_cut(cut)
+        b._raise_cut(cut)
+        a.n_all += b.n_all
+        a.n_pos += b.n_pos
+        a.limbs += b.limbs
+        _carry(a.limbs)
+        a.n_regions += b.n_regions
+        a.n_images += b.n_images
+        return a
+
+    def summary(self):
+        """The parent's rank summary, with each bin's weight ``sum / 2**83`` correctly
+        rounded to float64 (Python's int division)."""
+        if self.n_all is None:
+            self._alloc()
+            self.e_cut = 0
+        w = np.zeros(self.n_pos.size, np.float64)
+        nz = np.flatnonzero(self.n_pos)
+        top, mid, low = (self.limbs[k, nz].tolist() for k in range(3))
+        scale = 1 << _W_SCALE_BITS
+        w[nz] = [
+            ((x << 2 * _LIMB_BITS) + (y << _LIMB_BITS) + z) / scale
+            for x, y, z in zip(top, mid, low, strict=True)
+        ]
+        self.w_pos = w
+        try:
+            return super().summary()
+        finally:
+            self.w_pos = None
+
+    def packed(self) -> PackedBinned:
+        """A sparse copy (non-empty bins only) to send or keep; :meth:`PackedBinned.unpacked`
+        restores it."""
+        return PackedBinned(self.__getstate__())
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.n_all is not None:
+            nz = np.flatnonzero(self.n_all)
+            state["n_all"] = (nz.astype(np.int32), self.n_all[nz])
+            state["n_pos"] = self.n_pos[nz]
+            state["limbs"] = self.limbs[:, nz]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("n_all") is not None:
+            nz, vals = state["n_all"]
+            size = 2 * (state["octaves"] << state["bits"]) + 1
+            n_all, n_pos = np.zeros(size, np.int64), np.zeros(size, np.int64)
+            limbs = np.zeros((3, size), np.int64)
+            n_all[nz], n_pos[nz], limbs[:, nz] = vals, state["n_pos"], state["limbs"]
+            state = {**state, "n_all": n_all, "n_pos": n_pos, "limbs": limbs}
+        self.__dict__.update(state)
+
+
+@dataclass
+class PackedBinned:
+    """A :class:`SplitFreeBinnedState` with only its non-empty bins (what a chunk task
+    returns in binned mode: a few MB, not the dense 60 MB arrays)."""
+
+    state: dict
+
+    def unpacked(self) -> SplitFreeBinnedState:
+        out = SplitFreeBinnedState.__new__(SplitFreeBinnedState)
+        out.__setstate__(dict(self.state))
+        return out
+
+
+@dataclass
+class PerImageThresholdState:
+    """A :class:`~xeval.metrics.threshold.ThresholdState` whose PRO sum is kept as the
+    per-image terms in image order (``pro_terms``) and summed left to right once, at
+    :meth:`finish`: the same float as one sequential pass, for any chunking."""
+
+    inner: ThresholdState = field(default_factory=ThresholdState)
+    pro_terms: list = field(default_factory=list)
+
+    def merge(self, o: PerImageThresholdState) -> PerImageThresholdState:
+        return PerImageThresholdState(self.inner.merge(o.inner), self.pro_terms + o.pro_terms)
+
+    def finish(self) -> ThresholdState:
+        total = 0.0
+        for t in self.pro_terms:
+            total += t
+        inner = self.inner.merge(ThresholdState())
+        inner.pro_sum = total
+        return inner
+
+
+# ------------------------------------------------------------------------ chunk tasks
+@dataclass(frozen=True)
+class ChunkTask:
+    """Score ``samples`` (consecutive test images of ``category``) against their map
+    files ``paths``: chunk ``index`` of the category. Picklable; small (paths only)."""
+
+    category: str
+    index: int
+    paths: tuple
+    samples: tuple
+    mode: str = "exact"
+    threshold: float | None = None
+    decode_threads: int = 1
+
+
+@dataclass
+class ChunkStates:
+    """The metric states of one chunk (or of merged chunks, in image order): pixel
+    ranking, image scores and, with a threshold, the threshold state. Never the maps
+    (the exact pixel-ranking state holds the scores, as its definition needs)."""
+
+    category: str
+    pixel: object
+    image: ImageScoreState
+    thresh: PerImageThresholdState | None = None
+
+    def unpacked(self) -> ChunkStates:
+        """The states ready to merge (a packed binned state unpacked)."""
+        if isinstance(self.pixel, PackedBinned):
+            return ChunkStates(self.category, self.pixel.unpacked(), self.image, self.thresh)
+        return self
+
+    def merge(self, o: ChunkStates) -> ChunkStates:
+        """``self`` then ``o`` (image order kept); every merge is a concatenation or an
+        integer sum, so the result does not depend on the bracketing."""
+        if o.category != self.category:
+            raise ValueError(f"cannot merge chunks of {self.category!r} and {o.category!r}")
+        return ChunkStates(
+            self.category,
+            self.pixel.merge(o.pixel),
+            self.image.merge(o.image),
+            None if self.thresh is None else self.thresh.merge(o.thresh),
+        )
+
+
+def _pixel_metric(mode: str, fpr_limits=(0.3,)) -> PixelRanking:
+    return PixelRanking(fpr_limits=fpr_limits, mode=mode)
+
+
+def score_chunk(task: ChunkTask) -> ChunkStates:
+    """Decode the map files and masks of one chunk and return its metric states (a
+    top-level function, so that Dask can ship it). Memory: one chunk of maps at a time;
+    in binned mode the result is a fixed-size histogram."""
+    if task.mode == "exact":
+        ps = ExactPixelState()
+    else:
+        ps = SplitFreeBinnedState(bits=15, octaves=20)
     img = ImageMetrics()
-    thr = ThresholdMetrics(threshold=threshold) if threshold is not None else None
-    ps, ist = pix.init(), img.init()
-    ts = thr.init() if thr else None
-    paths = [index.maps[(s.defect, Path(s.image_path).stem)][0] for s in split.test]
-    with ThreadPoolExecutor(max_workers=workers) as ex:  # decoding releases the GIL
-        pairs = ex.map(_load_pair, paths, split.test)
-        for s, (mask, amap) in zip(split.test, pairs, strict=True):
-            pix.update(ps, mask, amap)
+    ist = img.init()
+    thr = ThresholdMetrics(threshold=task.threshold) if task.threshold is not None else None
+    ts = PerImageThresholdState() if thr else None
+    threads = max(1, min(int(task.decode_threads), len(task.paths)))
+    with ThreadPoolExecutor(max_workers=threads) as ex:  # decoding releases the GIL
+        pairs = ex.map(_load_pair, task.paths, task.samples)
+        for s, (mask, amap) in zip(task.samples, pairs, strict=True):
+            ps.update(mask, amap)
             img.update(ist, [s.label], [float(amap.max())], ids=[s.id])
             if thr:
-                thr.update(ts, mask, amap)
-    out = {"n_images": len(split.test)}
-    out.update(img.compute(ist))
-    p = pix.compute(ps)
+                one = thr.update(ThresholdState(), mask, amap)
+                if one.n_regions:
+                    ts.pro_terms.append(one.pro_sum)
+                one.pro_sum = 0.0
+                ts.inner = ts.inner.merge(one)
+    if isinstance(ps, SplitFreeBinnedState):
+        ps = ps.packed()
+    return ChunkStates(task.category, ps, ist, ts)
+
+
+class TreeReduce:
+    """Pairwise (tree) merge of states fed in order, holding O(log n) states: like a
+    binary counter, two states of the same height merge (older on the left) as soon as
+    both exist; :meth:`result` merges what is left, right to left."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, object]] = []
+
+    def add(self, state) -> None:
+        h = 0
+        while self._stack and self._stack[-1][0] == h:
+            _, left = self._stack.pop()
+            state = left.merge(state)
+            h += 1
+        self._stack.append((h, state))
+
+    def result(self):
+        if not self._stack:
+            raise ValueError("nothing to merge")
+        acc = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            acc = left.merge(acc)
+        return acc
+
+
+def tree_merge(states):
+    """Tree reduction of ``states`` in order (see :class:`TreeReduce`)."""
+    tr = TreeReduce()
+    for s in states:
+        tr.add(s)
+    return tr.result()
+
+
+def _finish(merged: ChunkStates, n_images: int, *, fpr_limits, mode, threshold) -> dict:
+    """The result row of a category from its merged states."""
+    pix = _pixel_metric(mode, fpr_limits)
+    out = {"n_images": n_images}
+    out.update(ImageMetrics().compute(merged.image))
+    p = pix.compute(merged.pixel)
     for k in ("pixel_auroc", "pixel_aupr", *(f"aupro@{x:g}" for x in pix.fpr_limits), "iou_oracle"):
         out[k] = p.get(k, math.nan)
     out.update({k: v for k, v in p.items() if k.startswith("error_bound/")})
-    if thr:
-        t = thr.compute(ts)
+    if threshold is not None:
+        t = ThresholdMetrics(threshold=threshold).compute(merged.thresh.finish())
         out.update({k: t[k] for k in ("pro@t", "iou@t", "dice@t", "iou_per_image@t")})
     return out
+
+
+def check_chunk_size(chunk_size) -> int:
+    """``chunk_size`` as an int >= 1, or an :class:`InputError` naming it."""
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or int(chunk_size) < 1
+    ):
+        raise InputError(
+            f"chunk_size (--chunk-size) must be a whole number of images >= 1, got {chunk_size!r}"
+        )
+    return int(chunk_size)
+
+
+def chunk_tasks(
+    category: str,
+    split,
+    index: CategoryMaps,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    mode: str = "exact",
+    threshold: float | None = None,
+    decode_threads: int = 1,
+) -> list[ChunkTask]:
+    """The chunk tasks of one category: consecutive test images, ``chunk_size`` each."""
+    chunk_size = check_chunk_size(chunk_size)
+    paths = [index.maps[(s.defect, Path(s.image_path).stem)][0] for s in split.test]
+    return [
+        ChunkTask(
+            category,
+            i // chunk_size,
+            tuple(paths[i : i + chunk_size]),
+            tuple(split.test[i : i + chunk_size]),
+            mode,
+            None if threshold is None else float(threshold),
+            decode_threads,
+        )
+        for i in range(0, len(paths), chunk_size)
+    ]
+
+
+def _chunk_key(task: ChunkTask) -> str:
+    return f"{task.category}/chunk{task.index}"
+
+
+def _results(executor, tasks: list[ChunkTask]):
+    """``(task, states or exception)`` in task order: in this process without an
+    executor, else through ``executor.map_units`` (an in-process executor raises at
+    once; a Dask executor yields a :class:`~xeval.engine.executor.UnitFailure`)."""
+    if executor is None:
+        for t in tasks:
+            yield t, score_chunk(t)
+        return
+    keys = [_chunk_key(t) for t in tasks]
+    by_key = dict(zip(keys, tasks, strict=True))
+    for key, res in executor.map_units(score_chunk, tasks, keys=keys):
+        yield by_key[key], res
+
+
+def _raise_failure(res: BaseException) -> None:
+    """Raise a failed chunk's own error (an :class:`InputError` naming the map file, as
+    in one process) when the executor could bring it back, else the failure itself."""
+    error = getattr(res, "error", None)
+    if isinstance(error, Exception) and getattr(res, "worker_traceback", ""):
+        raise error from None  # the chunk raised it (not a lost worker): as in one process
+    raise res
+
+
+def _decode_threads(executor) -> int:
+    """Decoding threads per chunk: 4 in this process (as before), else the executor's
+    threads per worker (so that workers do not oversubscribe the cores)."""
+    if executor is None or getattr(executor, "kind", None) == "in-process":
+        return 4
+    return max(1, int(getattr(executor, "threads_per_worker", 1) or 1))
+
+
+def _score_all(
+    work: dict,
+    *,
+    fpr_limits,
+    mode: str,
+    threshold,
+    chunk_size: int,
+    executor=None,
+    decode_threads: int = 4,
+) -> dict[str, dict]:
+    """Score every category of ``work`` (``{category: (split, index)}``) in chunk tasks
+    and return ``{category: row}``. The first failing chunk (in image order) raises its
+    error, which names the map file."""
+    _pixel_metric(mode, fpr_limits)  # validates mode and limits before any work
+    tasks = [
+        t
+        for c, (split, index) in work.items()
+        for t in chunk_tasks(
+            c,
+            split,
+            index,
+            chunk_size=chunk_size,
+            mode=mode,
+            threshold=threshold,
+            decode_threads=decode_threads,
+        )
+    ]
+    reducers = {c: TreeReduce() for c in work}
+    for task, res in _results(executor, tasks):
+        if isinstance(res, BaseException):
+            _raise_failure(res)
+        reducers[task.category].add(res.unpacked())
+    return {
+        c: _finish(
+            reducers[c].result(),
+            len(split.test),
+            fpr_limits=fpr_limits,
+            mode=mode,
+            threshold=threshold,
+        )
+        for c, (split, _) in work.items()
+    }
 
 
 def _load_split(gt_dir: Path, category: str):
@@ -213,16 +669,26 @@ def score_category(
     mode: str = "exact",
     threshold: float | None = None,
     workers: int = 4,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    executor=None,
 ) -> dict:
     """All image and pixel metrics of one category, after checking its maps (see the
-    module docstring)."""
+    module docstring). ``workers`` = decoding threads per chunk in this process;
+    ``chunk_size`` and ``executor`` as in :func:`score_folder`."""
     maps_dir, gt_dir = Path(maps_dir), Path(gt_dir)
+    chunk_size = check_chunk_size(chunk_size)
     split = _load_split(gt_dir, category)
     index = index_maps(maps_dir, category)
     _check_layout(maps_dir, {category: split}, {category: index})
-    return _score_split(
-        split, index, fpr_limits=fpr_limits, mode=mode, threshold=threshold, workers=workers
-    )
+    return _score_all(
+        {category: (split, index)},
+        fpr_limits=fpr_limits,
+        mode=mode,
+        threshold=threshold,
+        chunk_size=chunk_size,
+        executor=executor,
+        decode_threads=workers,
+    )[category]
 
 
 def _select_categories(maps_dir: Path, gt_dir: Path, categories) -> list[str]:
@@ -262,14 +728,28 @@ def score_folder(
     mode="exact",
     threshold=None,
     allow_missing: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    executor=None,
 ) -> pd.DataFrame:
     """One row per category plus a ``mean`` row (unweighted mean over the scored
     categories); ``note`` says which categories are missing (``allow_missing=True``).
 
     ``categories`` defaults to every category of ``gt_dir``. The whole maps tree is
     checked (see the module docstring) before anything is scored.
+
+    The work is a list of chunk tasks (:func:`score_chunk`): per category, per
+    ``chunk_size`` consecutive test images, decode the maps and masks and return the
+    metric states, never the maps. ``executor`` (an executor of
+    :mod:`xeval.engine.executor`; ``None`` = this process, one chunk at a time) runs
+    them; the states of a category are merged in a tree (:class:`TreeReduce`) and the
+    results computed here. Every value is identical (``==``) for any ``chunk_size``
+    and executor: the merges are concatenations in image order or integer sums (the
+    binned mode keeps its region weights as exact integers, see
+    :class:`SplitFreeBinnedState`). Memory of a task is bounded by ``chunk_size`` maps;
+    in binned mode the client only holds merged fixed-size states.
     """
     maps_dir, gt_dir = Path(maps_dir), Path(gt_dir)
+    chunk_size = check_chunk_size(chunk_size)
     if not maps_dir.is_dir():
         raise InputError(f"--maps {maps_dir} is not a folder (expected {_LAYOUT})")
     cats = _select_categories(maps_dir, gt_dir, categories)
@@ -302,6 +782,15 @@ def score_folder(
     present = [c for c in cats if c not in missing]
     splits = {c: _load_split(gt_dir, c) for c in present}
     _check_layout(maps_dir, splits, indexes)
+    scored = _score_all(
+        {c: (splits[c], indexes[c]) for c in present},
+        fpr_limits=fpr_limits,
+        mode=mode,
+        threshold=threshold,
+        chunk_size=chunk_size,
+        executor=executor,
+        decode_threads=_decode_threads(executor),
+    )
     rows = []
     for c in cats:
         if c in missing:
@@ -309,10 +798,7 @@ def score_folder(
                 {"category": c, "n_images": 0, "note": f"missing: no maps in {maps_dir / c}"}
             )
             continue
-        r = _score_split(
-            splits[c], indexes[c], fpr_limits=fpr_limits, mode=mode, threshold=threshold
-        )
-        rows.append({"category": c, **r, "note": ""})
+        rows.append({"category": c, **scored[c], "note": ""})
     df = pd.DataFrame(rows)
     scored = df[~df["category"].isin(missing)]
     values = scored.drop(columns=["category", "note"])
