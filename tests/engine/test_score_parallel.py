@@ -314,3 +314,32 @@ def test_dask_one_worker_gives_identical_values(tree, reference):
     with DaskExecutor(workers=1) as ex:
         for mode in ("exact", "binned"):
             _assert_identical(_score(tree, mode=mode, chunk_size=2, executor=ex), reference[mode])
+
+
+def _nan_free(obj):
+    """JSON records with NaN replaced by None (so that == compares them)."""
+    if isinstance(obj, dict):
+        return {k: _nan_free(v) for k, v in obj.items()}
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("mode", ["exact", "binned"])
+def test_cli_workers_give_identical_json(tree, tmp_path, workers, mode, capsys):
+    """``xeval score --workers N`` writes the numbers of ``xeval score`` (one process)."""
+    import json
+
+    from xeval.cli import main
+
+    maps, gt = tree
+    common = ["score", "--maps", str(maps), "--gt", str(gt), "--mode", mode]
+    common += ["--threshold", "0.5", "--fpr-limit", "0.3", "0.05"]
+    one, many = tmp_path / "one.json", tmp_path / "many.json"
+    assert main([*common, "--json", str(one)]) == 0
+    assert main([*common, "--json", str(many), "--workers", workers]) == 0
+    capsys.readouterr()
+    a, b = json.loads(one.read_text()), json.loads(many.read_text())
+    assert _nan_free(a) == _nan_free(b)
