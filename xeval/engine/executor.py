@@ -293,7 +293,11 @@ class DaskExecutor(Executor):
         torch / OpenMP / MKL / OpenBLAS threads in each worker process.
     retries:
         How many times a unit is run again when its worker dies (or the task is lost);
-        a unit that raises is never retried.
+        a unit that raises is never retried. (For a cluster started elsewhere, its
+        scheduler's ``distributed.scheduler.allowed-failures`` decides how often a
+        worker may die under one task.)
+    connect_timeout:
+        Seconds to wait for ``scheduler`` to answer.
     """
 
     kind = "dask"
@@ -305,6 +309,7 @@ class DaskExecutor(Executor):
         scheduler: str | None = None,
         threads_per_worker: int = 1,
         retries: int = 2,
+        connect_timeout: float = 30.0,
     ) -> None:
         super().__init__()
         if workers is None and scheduler is None:
@@ -331,7 +336,7 @@ class DaskExecutor(Executor):
                     threads_per_worker=1,
                     processes=True,
                     env=env,
-                    dashboard_address=None,
+                    dashboard_address=":0",  # any free port (several runs at once)
                 )
             try:
                 self.client = Client(self.cluster)
@@ -340,7 +345,7 @@ class DaskExecutor(Executor):
                 raise
         else:
             try:
-                self.client = Client(scheduler, timeout="30s")
+                self.client = Client(scheduler, timeout=connect_timeout)
             except (OSError, TimeoutError) as exc:
                 raise InputError(
                     f"scheduler {scheduler!r} cannot be reached ({type(exc).__name__}: {exc}); "
