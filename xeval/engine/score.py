@@ -637,20 +637,23 @@ def _score_all(
         )
     ]
     reducers = {c: TreeReduce() for c in work}
+    left = {c: sum(t.category == c for t in tasks) for c in work}
+    rows: dict[str, dict] = {}
     for task, res in _results(executor, tasks):
         if isinstance(res, BaseException):
             _raise_failure(res)
-        reducers[task.category].add(res.unpacked())
-    return {
-        c: _finish(
-            reducers[c].result(),
-            len(split.test),
-            fpr_limits=fpr_limits,
-            mode=mode,
-            threshold=threshold,
-        )
-        for c, (split, _) in work.items()
-    }
+        c = task.category
+        reducers[c].add(res.unpacked())
+        left[c] -= 1
+        if not left[c]:  # the category is complete: compute it and free its states
+            rows[c] = _finish(
+                reducers.pop(c).result(),
+                len(work[c][0].test),
+                fpr_limits=fpr_limits,
+                mode=mode,
+                threshold=threshold,
+            )
+    return {c: rows[c] for c in work}
 
 
 def _load_split(gt_dir: Path, category: str):
