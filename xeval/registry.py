@@ -325,6 +325,7 @@ VIDEO_DETECTORS: Registry = Registry(
         "xeval.adapters.video.frame_difference",
         "xeval.adapters.video.reasoning",
         "xeval.adapters.video.clip",
+        "xeval.adapters.video.clip_autoencoder",
     ),
 )
 """Registered video detector kinds: :class:`xeval.adapters.video.base.VideoDetector`

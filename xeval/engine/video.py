@@ -135,7 +135,12 @@ def _check_needs(metrics: list[Metric], ds: VideoDataset) -> None:
 
 # --------------------------------------------------------------------------- explain
 def _explain(
-    exp: VideoExplainer, frames: np.ndarray, pred: VideoPrediction, video: Video, ds: VideoDataset
+    exp: VideoExplainer,
+    frames: np.ndarray,
+    pred: VideoPrediction,
+    video: Video,
+    ds: VideoDataset,
+    det: VideoDetector,
 ) -> VideoExplanation:
     ex = exp.explain(
         frames,
@@ -143,6 +148,7 @@ def _explain(
         video_id=video.video_id,
         frame_names=video.frame_names or [str(t) for t in range(video.n_frames)],
         vocabulary=ds.vocabulary,
+        detector=det,
     )
     t = video.n_frames
     maps = np.asarray(ex.maps)
@@ -175,24 +181,31 @@ def _calibrate(
         return out
     pixels = []
     for v in videos:
-        ex = _explain(exp, v.frames(), preds[v.video_id], v, ds)
+        ex = _explain(exp, v.frames(), preds[v.video_id], v, ds, det)
         pixels.append(np.asarray(resize_to(ex.maps, v.frame_size), dtype=np.float64).ravel())
     allpix = np.concatenate(pixels) if pixels else np.zeros(0)
     for r in requests:
         if r[0] == "normal_quantile":
             if allpix.size == 0 or allpix.min() == allpix.max():
-                warnings.warn(
-                    f"{exp.name}: the {r[1]:g} quantile threshold is undefined: the normal "
-                    "validation maps are constant",
-                    UndefinedMetricWarning,
-                    stacklevel=2,
-                )
-                out[r] = math.nan
+                out[r] = math.nan  # constant normal maps: the metrics that need it say so
             else:
                 out[r] = float(np.quantile(allpix, float(r[1])))
         else:
             raise ConfigError(f"video runs cannot calibrate {r!r} (known: normal_quantile)")
     return out
+
+
+def normal_reference_frames(videos: list[Video], *, n: int = 8) -> np.ndarray:
+    """``n`` normal frames ``(n, H, W, C)`` evenly spaced over the fitting videos (the
+    baselines of attribution methods: normal content, never black)."""
+    total = sum(v.n_frames for v in videos)
+    picks = np.linspace(0, total - 1, num=min(n, total)).round().astype(int)
+    out, start = [], 0
+    for v in videos:
+        for p in picks[(picks >= start) & (picks < start + v.n_frames)]:
+            out.append(v.frames(int(p - start), int(p - start) + 1)[0])
+        start += v.n_frames
+    return np.stack(out)
 
 
 def _frame_regions(video: Video) -> list[np.ndarray]:
@@ -305,6 +318,11 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
                 )
         timings[f"{spec.name}/predict_s"] = time.perf_counter() - t
         explainers = [VIDEO_EXPLAINERS.get(e.name)(**e.params) for e in cfg.explainers_for(spec)]
+        if any(hasattr(e, "fit_reference") for e in explainers):
+            reference = normal_reference_frames(fit_v, n=8)
+            for e in explainers:
+                if hasattr(e, "fit_reference"):
+                    e.fit_reference(reference)
         units[spec.name] = {
             "detector": {"kind": spec.kind, "params": spec.params},
             "explainers": [e.config() for e in explainers],
@@ -324,7 +342,7 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
             y_true, y_score = [], []
             for v in progress(ds.test, desc=f"{spec.name}/{exp.name} test"):
                 frames = v.frames()
-                ex = _explain(exp, frames, preds[v.video_id], v, ds)
+                ex = _explain(exp, frames, preds[v.video_id], v, ds, det)
                 if active is None:
                     active = _applicable(metrics, ex)
                 states = by_video[v.video_id] = MetricStates(active)

@@ -18,6 +18,17 @@ score, optionally boxes and reason scores. Registered in
 
 Control frame scores are the maximum of their map (as on the image side), so that a
 control is scored by every frame, pixel and region metric like the detector.
+
+Every image attribution method of :func:`xeval.explain` (``saliency``,
+``integrated_gradients``, ``occlusion``...) is registered too, under its own name: it
+explains each frame ``t`` through :func:`~xeval.adapters.video.frame_view.frame_view`
+("a frame is an image": the detector's score of frame ``t`` as a function of that frame,
+the other frames fixed), with the image explainer's own options; baselines default to
+normal training frames (:meth:`FrameAttribution.fit_reference`). The frame score of an
+attribution is the maximum of its map. Gradient methods need a differentiable clip
+detector (a :class:`~xeval.adapters.video.clip.ClipAdapter` such as
+``clip_autoencoder``); asking one of another detector is an error that lists the methods
+that work.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import numpy as np
 
 from xeval.adapters.video.base import VideoPrediction
 from xeval.data.video.base import ReasonVocabulary
+from xeval.errors import InputError
 from xeval.explainers.controls import CentrePrior, RandomMap, SobelEdges
 from xeval.record import Inputs
 from xeval.registry import VIDEO_EXPLAINERS
@@ -88,6 +100,7 @@ class VideoExplainer:
         video_id: str,
         frame_names: list[str],
         vocabulary: ReasonVocabulary | None,
+        detector=None,
     ) -> VideoExplanation:
         raise NotImplementedError
 
@@ -101,7 +114,7 @@ class NativeVideo(VideoExplainer):
 
     name = "native"
 
-    def explain(self, frames, prediction, *, video_id, frame_names, vocabulary):
+    def explain(self, frames, prediction, *, video_id, frame_names, vocabulary, detector=None):
         return VideoExplanation(
             maps=prediction.maps,
             scores=prediction.scores,
@@ -126,7 +139,7 @@ class _ImageControl(VideoExplainer):
     def _reasons(self, ids, vocabulary):
         return None, ()
 
-    def explain(self, frames, prediction, *, video_id, frame_names, vocabulary):
+    def explain(self, frames, prediction, *, video_id, frame_names, vocabulary, detector=None):
         ids = [f"{video_id}/{n}" for n in frame_names]
         maps = self._maps(frames, prediction, ids)
         reasons, names = self._reasons(ids, vocabulary)
@@ -178,3 +191,88 @@ class CentreVideo(_ImageControl):
 
     def __init__(self, *, sigma_fraction: float = 0.25) -> None:
         super().__init__(sigma_fraction=sigma_fraction)
+
+
+# ------------------------------------------------------------------- attributions
+class FrameAttribution(VideoExplainer):
+    """An image attribution method applied to every frame through
+    :func:`~xeval.adapters.video.frame_view.frame_view` (module docstring); options are
+    the image explainer's (checked when built)."""
+
+    method: ClassVar[str] = ""
+
+    @classmethod
+    def requires(cls) -> frozenset:
+        """What the image method needs of the detector (``"gradients"``...)."""
+        from xeval.registry import EXPLAINERS
+
+        return frozenset(getattr(EXPLAINERS.get(cls.method), "requires", frozenset()))
+
+    def __init__(self, **params) -> None:
+        from xeval.explainers.api import make_explainer
+
+        if "reference" in params or "baseline" in params and params["baseline"] == "reference":
+            raise InputError(
+                f"{self.method}: reference frames come from the normal training videos; "
+                "do not pass 'reference'"
+            )
+        make_explainer(self.method, **params)  # validates the options now
+        self.params = dict(params)
+        self.reference: np.ndarray | None = None
+
+    def fit_reference(self, frames: np.ndarray) -> None:
+        """Normal training frames ``(n, H, W, C)`` uint8: the default baseline."""
+        self.reference = np.asarray(frames)
+
+    def explain(self, frames, prediction, *, video_id, frame_names, vocabulary, detector=None):
+        from xeval.adapters.video.frame_view import frame_view
+        from xeval.explainers.api import explain as explain_images
+
+        if detector is None:
+            raise InputError(f"video explainer {self.name!r} needs the detector")
+        maps = []
+        ref_cache: dict = {}
+        for t in range(len(frames)):
+            view = frame_view(detector, frames, t)
+            size = tuple(view.input_size)
+            x = frames_to_images(frames[t : t + 1], size)
+            if self.reference is not None and size not in ref_cache:
+                ref_cache[size] = frames_to_images(self.reference, size)
+            maps.append(
+                explain_images(
+                    view,
+                    Inputs(ids=[f"{video_id}/{frame_names[t]}"], category="", images=x),
+                    self.method,
+                    **({"reference": ref_cache[size]} if size in ref_cache else {}),
+                    **self.params,
+                )[0]
+            )
+        maps = np.stack(maps).astype(np.float32)
+        scores = maps.reshape(len(maps), -1).max(axis=1).astype(np.float64)
+        return VideoExplanation(maps=maps, scores=scores)
+
+    def config(self) -> dict:
+        return {"name": self.name, **self.params}
+
+
+def _register_attributions() -> None:
+    """One video explainer per image attribution method (not the controls and the
+    native map, which have their own video forms above)."""
+    from xeval.registry import EXPLAINERS
+
+    for method in EXPLAINERS.names():
+        if method in VIDEO_EXPLAINERS._entries:
+            continue
+        cls = EXPLAINERS.get(method)
+        if getattr(cls, "control", False) or method == "native":
+            continue
+        VIDEO_EXPLAINERS.register(
+            type(
+                f"Frame_{method}",
+                (FrameAttribution,),
+                {"name": method, "method": method, "__doc__": FrameAttribution.__doc__},
+            )
+        )
+
+
+_register_attributions()

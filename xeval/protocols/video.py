@@ -114,6 +114,7 @@ class VideoDetectorSpec:
     params: dict = field(default_factory=dict)
     explainers: list[ComponentSpec] | None = None
     description: str = ""
+    gradients: bool = False
 
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind, "name": self.name, "params": self.params}
@@ -200,8 +201,12 @@ def _parse_explainers(lst, where: str) -> list[ComponentSpec]:
     out = []
     for i, e in enumerate(lst):
         name, params = _component(e, f"{where}[{i}]", what="explainer")
-        VIDEO_EXPLAINERS.get(name, where=f"{where}[{i}]")
+        cls = VIDEO_EXPLAINERS.get(name, where=f"{where}[{i}]")
         VIDEO_EXPLAINERS.check_options(name, params, where=f"{where}[{i}] {name!r}")
+        try:  # builds: the options of an image method are checked by its explainer
+            cls(**copy.deepcopy(dict(params)))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}[{i}] {name!r}: {exc}") from exc
         out.append(ComponentSpec(name, params))
     names = [e.name for e in out]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -232,10 +237,44 @@ def _parse_detector(d, where: str) -> VideoDetectorSpec:
         description=str(d.get("description", "")),
     )
     try:  # constructors only validate and store: catch bad values now
-        spec.build()
+        det = spec.build()
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    spec.gradients = _has_gradients(det)
     return spec
+
+
+def _has_gradients(det) -> bool:
+    """Whether a frame of ``det`` is a differentiable image detector (a clip model)."""
+    from xeval.adapters.video.clip import ClipAdapter
+
+    return isinstance(det, ClipAdapter)
+
+
+def _check_pairings(cfg: VideoRunConfig, where: str) -> None:
+    """Gradient attributions need a differentiable clip detector: an impossible pairing
+    is an error listing the explainers that work with that detector."""
+    from xeval.registry import VIDEO_EXPLAINERS
+
+    for i, d in enumerate(cfg.detectors):
+        if d.gradients:
+            continue
+        for e in cfg.explainers_for(d):
+            req = getattr(VIDEO_EXPLAINERS.get(e.name), "requires", None)
+            needs = req() if callable(req) else frozenset()
+            if {"gradients", "encoder", "layer"} & set(needs):
+                ok = sorted(
+                    n
+                    for n in VIDEO_EXPLAINERS.names()
+                    if not callable(getattr(VIDEO_EXPLAINERS.get(n), "requires", None))
+                    or not {"gradients", "encoder", "layer"}
+                    & set(VIDEO_EXPLAINERS.get(n).requires())
+                )
+                raise ConfigError(
+                    f"{where}: detectors[{i}] {d.name!r} ({d.kind}) has no gradients, so "
+                    f"explainer {e.name!r} cannot explain it; explainers that can: {ok} "
+                    "(gradient methods need a clip model such as clip_autoencoder)"
+                )
 
 
 def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
@@ -298,7 +337,7 @@ def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
         figures=_bool(rep.get("figures", True), f"{where}: report.figures"),
         filmstrip=_bool(rep.get("filmstrip", True), f"{where}: report.filmstrip"),
     )
-    return VideoRunConfig(
+    cfg = VideoRunConfig(
         name=name,
         dataset=dataset,
         detectors=detectors,
@@ -311,3 +350,5 @@ def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
         description=str(raw.get("description", "") or ""),
         source=source,
     )
+    _check_pairings(cfg, where)
+    return cfg
