@@ -42,6 +42,15 @@ def die_once(task: tuple[str, int]) -> dict:
     return {"x": x, "pid": os.getpid()}
 
 
+def warn_and_return(x: int) -> int:
+    import warnings
+
+    from xeval.errors import UndefinedMetricWarning
+
+    warnings.warn(f"metric undefined for {x}", UndefinedMetricWarning, stacklevel=1)
+    return x
+
+
 def always_die(_task) -> None:
     os._exit(1)
 
@@ -144,6 +153,13 @@ def test_dask_results_in_task_order_and_failure_named(dask2):
     over = dask2.overhead()
     assert set(over["units"]) >= {"c/d1", "c/d3", "c/d5"}
     assert all(u["overhead_s"] >= 0 and u["worker_s"] >= 0 for u in over["units"].values())
+
+
+def test_dask_worker_warnings_are_shown_on_the_client(dask2):
+    from xeval.errors import UndefinedMetricWarning
+
+    with pytest.warns(UndefinedMetricWarning, match="metric undefined for 7"):
+        assert list(dask2.map_units(warn_and_return, [7], keys=["k"])) == [("k", 7)]
 
 
 def test_dask_workers_use_threads_per_worker(dask2):

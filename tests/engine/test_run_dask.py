@@ -105,7 +105,7 @@ def test_failed_unit_is_named_and_the_others_saved_then_resumed(toy_data, tmp_pa
     out = tmp_path / "out"
     monkeypatch.setattr(run_module, "compute_unit", raise_for_b)
     with safe_imports(_toy.MODULE), pytest.raises(UnitsFailedError) as info:
-        run(_toy_cfg(toy_data), out_dir=out, workers=2)
+        run(_toy_cfg(toy_data), out_dir=out, workers=1)
     msg = str(info.value)
     assert "1 unit(s) failed" in msg and "the 1 finished unit(s) were saved" in msg
     assert "b/toy: RuntimeError: simulated failure in category b" in msg

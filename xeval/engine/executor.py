@@ -39,6 +39,7 @@ import resource
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,7 @@ class _Envelope:
     ok: bool
     value: Any
     stats: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)  # (module, class name, message)
 
 
 @dataclass
@@ -153,7 +155,9 @@ def _call(fn: Callable, task: Any, threads: int | None) -> _Envelope:
     _limit_threads(threads)
     start_wall, t0 = time.time(), time.perf_counter()
     try:
-        value, ok = fn(task), True
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value, ok = fn(task), True
     except Exception as exc:  # reported to the client as a UnitFailure, not retried
         try:
             blob = pickle.dumps(exc)
@@ -170,7 +174,26 @@ def _call(fn: Callable, task: Any, threads: int | None) -> _Envelope:
         "pid": os.getpid(),
         "peak_rss_mb": _peak_rss_mb(),
     }
-    return _Envelope(ok, value, stats)
+    seen = [
+        (type(w.message).__module__, type(w.message).__qualname__, str(w.message)) for w in caught
+    ]
+    return _Envelope(ok, value, stats, list(dict.fromkeys(seen)))
+
+
+def _warn_on_client(relayed: list) -> None:
+    """Show on the client the warnings a unit raised on its worker (xeval's own and
+    Python's built-in categories keep their class; others become a UserWarning naming
+    theirs)."""
+    import builtins
+
+    import xeval.errors
+
+    for module, name, message in relayed:
+        source = {"xeval.errors": xeval.errors, "builtins": builtins}.get(module)
+        category = getattr(source, name, None) if source is not None else None
+        if not (isinstance(category, type) and issubclass(category, Warning)):
+            category, message = UserWarning, f"{module}.{name}: {message}"
+        warnings.warn(message, category, stacklevel=3)
 
 
 def _failure(key: str, captured: _Captured) -> UnitFailure:
@@ -399,6 +422,7 @@ class DaskExecutor(Executor):
                 stats["submitted_wall"] = submitted
                 stats["arrived_wall"] = arrived.get(i, time.time())
                 self.unit_stats[key] = stats
+                _warn_on_client(env.warnings)
                 yield key, (env.value if env.ok else _failure(key, env.value))
         finally:
             for f in futures:
