@@ -35,7 +35,11 @@ def test_demo_video_quick_writes_the_whole_report(quick_run):
     res = pd.read_csv(quick_run / "results.csv")
     labels = set(res["label"])
     assert {"frame_auroc", "frame_auroc[macro]", "rbdc", "tbdc", "reason_map"} <= labels
-    assert set(res["detector"]) == {"reasoning", "frame_difference"}
+    assert set(res["detector"]) == {"reasoning", "frame_difference", "clip_autoencoder"}
+    # captum saliency explained the clip model frame by frame, scored like any map
+    sal = res[(res["detector"] == "clip_autoencoder") & (res["explainer"] == "saliency")]
+    assert {"pixel_auroc", "rbdc", "frame_auroc"} <= set(sal["label"])
+    assert sal["value"].notna().all()
     # micro and macro side by side in the summary table
     md = (quick_run / "results.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| detector"))
