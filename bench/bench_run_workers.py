@@ -10,9 +10,10 @@ Runs one protocol (default ``demo_quick``: 2 categories x 2 detectors = 4 units;
   2 cores), reporting the per-unit scheduler overhead.
 
 For each: wall time of ``run()`` (cluster start and report included), the executor's
-start-up time, peak resident memory per worker process (``ru_maxrss`` read on the worker
-after each unit), the mean time a unit spent on its worker, the mean per-unit overhead
-(waiting to start once a worker was free + bringing the result back, see
+start-up time, the warm-up (importing xeval and torch on every worker), peak resident
+memory per worker process (``VmHWM`` read on the worker after each unit; for the
+in-process run, the whole process), the mean time a unit spent on its worker, the
+mean per-unit overhead (waiting to start once a worker was free + bringing the result back, see
 :meth:`xeval.engine.executor.DaskExecutor.overhead`), and whether ``results.csv`` and
 ``per_image.csv`` are identical (values ``==``, NaN == NaN) to the ``--workers 1`` run.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -44,6 +44,7 @@ def one_run(cfg, out: Path, **options) -> dict:
     import torch
 
     from xeval.engine import run
+    from xeval.engine.executor import _peak_rss_mb
 
     before = torch.get_num_threads()
     if not options:
@@ -56,15 +57,14 @@ def one_run(cfg, out: Path, **options) -> dict:
     wall = time.perf_counter() - t0
     ex = res.manifest["executor"]
     over = ex.get("overhead", {})
-    peaks = over.get("peak_rss_mb_per_worker") or {
-        "client": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    }
+    peaks = over.get("peak_rss_mb_per_worker") or {"client": _peak_rss_mb()}
     units = over.get("units", {})
     return {
         "executor": ex["kind"],
         "workers": ex.get("workers"),
         "wall_s": round(wall, 2),
         "startup_s": round(over.get("startup_s", 0.0), 2),
+        "warmup_s": round(over.get("warmup_s") or 0.0, 2),
         "units": len(units),
         "mean_unit_worker_s": round(over.get("mean_worker_s") or 0.0, 2)
         if "mean_worker_s" in over
