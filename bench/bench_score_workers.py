@@ -159,6 +159,41 @@ def mvtec_algorithm(maps: Path, gt: Path, out: Path) -> None:
     out.write_text(json.dumps(res))
 
 
+def _import_score() -> None:
+    import xeval.engine.score  # noqa: F401
+
+
+def warm_score(mode: str, workers: int, maps: Path, gt: Path, out: Path) -> None:
+    """Time ``score_folder`` alone, after the imports (and, for ``workers``, the cluster
+    start and the workers' imports): the scoring itself, without the fixed costs."""
+    from xeval.engine.executor import DaskExecutor
+    from xeval.engine.score import score_folder
+
+    ex = DaskExecutor(workers=workers) if workers else None
+    try:
+        if ex is not None:
+            ex.client.run(_import_score)
+        t0 = time.perf_counter()
+        df = score_folder(maps, gt, mode=mode, executor=ex)
+        wall = time.perf_counter() - t0
+        info = ex.overhead() if ex is not None else {}
+    finally:
+        if ex is not None:
+            ex.close()
+    out.write_text(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "values": df.drop(columns=["note"]).to_dict(orient="list"),
+                "worker_peak_mb": sorted(info.get("peak_rss_mb_per_worker", {}).values()),
+                "mean_overhead_s": info.get("mean_overhead_s"),
+                "mean_worker_s": info.get("mean_worker_s"),
+                "n_units": len(info.get("units", {})),
+            }
+        )
+    )
+
+
 def _same(a: dict, b: dict) -> bool:
     """Identical JSON records (``==``; NaN equals NaN)."""
 
@@ -177,18 +212,37 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mvtec-only", nargs=3, metavar=("MAPS", "GT", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--warm-only", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--tables",
+        choices=("cli", "warm", "both"),
+        default="both",
+        help="the end-to-end commands (cli), score_folder alone (warm), or both",
+    )
     a = ap.parse_args()
     if a.mvtec_only:
         mvtec_algorithm(*(Path(x) for x in a.mvtec_only))
+        return
+    if a.warm_only:
+        mode, workers, *paths = a.warm_only
+        warm_score(mode, int(workers), *(Path(x) for x in paths))
         return
     root = a.data or CACHE / f"score_tiff_{a.n_images}_{a.size}"
     t0 = time.perf_counter()
     maps, gt = write_tree(root, a.n_images, a.size)
     print(f"data: {root} ({time.perf_counter() - t0:.1f} s to write or find)")
+    if a.tables in ("cli", "both"):
+        cli_table(root, maps, gt, a.workers, a.n_images, a.size)
+    if a.tables in ("warm", "both"):
+        warm_table(root, maps, gt, a.workers)
+
+
+def cli_table(root: Path, maps: Path, gt: Path, workers_n: int, n: int, size: int) -> None:
+    """First table: each contender as a command, end to end."""
     xeval = [sys.executable, "-m", "xeval", "score", "--maps", str(maps), "--gt", str(gt)]
     runs = {}
     for mode in ("exact", "binned"):
-        for workers in (None, a.workers):
+        for workers in (None, workers_n):
             name = f"xeval score {mode}" + (f" --workers {workers}" if workers else "")
             js = root / f"out_{mode}_{workers or 1}.json"
             cmd = [*xeval, "--mode", mode, "--json", str(js)]
@@ -202,10 +256,7 @@ def main() -> None:
     ) | {"json": js}
     vals = {k: json.loads(r["json"].read_text()) for k, r in runs.items()}
 
-    print(
-        f"\n{a.n_images} maps of {a.size}x{a.size} (TIFF), {N_CATS} categories, "
-        f"{os.cpu_count()} cores\n"
-    )
+    print(f"\n{n} maps of {size}x{size} (TIFF), {N_CATS} categories, {os.cpu_count()} cores\n")
     print("| contender | wall s | vs 1 process | client peak MB | worker peak MB | values |")
     print("|---|---|---|---|---|---|")
     for name, r in runs.items():
@@ -233,6 +284,35 @@ def main() -> None:
             f"| {name} | {r['wall_s']:.1f} | ×{ratio:.2f} | {r['client_mb']:.0f} | "
             f"{workers} | {note} |"
         )
+
+
+def warm_table(root: Path, maps: Path, gt: Path, workers: int) -> None:
+    """Second table: ``score_folder`` alone (imports, cluster start and shutdown left out)."""
+    print("\nscore_folder alone (after imports; cluster started and its workers warm):\n")
+    print(
+        "| mode | workers | wall s | vs 1 process | client peak MB | worker peak MB | "
+        "mean overhead per chunk | values |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in ("exact", "binned"):
+        res = {}
+        for w in (0, workers):
+            js = root / f"warm_{mode}_{w}.json"
+            r = measure(
+                [sys.executable, __file__, "--warm-only", mode, str(w), str(maps), str(gt), str(js)]
+            )
+            res[w] = r | json.loads(js.read_text())
+        for w, r in res.items():
+            same = _same(r["values"], res[0]["values"])
+            ovh = r["mean_overhead_s"]
+            ovh = "—" if ovh is None else f"{ovh * 1000:.0f} ms ({r['n_units']} chunks)"
+            peaks = ", ".join(f"{x:.0f}" for x in r["worker_peak_mb"]) or "—"
+            print(
+                f"| {mode} | {w or 'in-process'} | {r['wall_s']:.1f} | "
+                f"×{r['wall_s'] / res[0]['wall_s']:.2f} | {r['client_mb']:.0f} | {peaks} | "
+                f"{ovh} | {'identical' if same else 'DIFFERENT'} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -312,15 +312,18 @@ class SplitFreeBinnedState(BinnedPixelState):
                 f"bits/octaves {self.bits}/{self.octaves} vs {other.bits}/{other.octaves}"
             )
         ids = merged_ids(self.ids, other.ids, "merging binned pixel-ranking states")
-        a, b = self.copy(), other.copy()
-        a.ids = b.ids = ids
-        if b.n_all is None:
-            return a
-        if a.n_all is None:
-            return b
-        cut = max(a.e_cut, b.e_cut)
+        if other.n_all is None or self.n_all is None:
+            out = (self if other.n_all is None else other).copy()
+            out.ids = ids
+            return out
+        cut = max(self.e_cut, other.e_cut)
+        a = self.copy()
+        a.ids = ids
         a._raise_cut(cut)
-        b._raise_cut(cut)
+        b = other
+        if other.e_cut < cut:  # only a state to shift is copied (the inputs are kept)
+            b = other.copy()
+            b._raise_cut(cut)
         a.n_all += b.n_all
         a.n_pos += b.n_pos
         a.limbs += b.limbs
