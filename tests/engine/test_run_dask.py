@@ -116,6 +116,11 @@ def test_failed_unit_is_named_and_the_others_saved_then_resumed(toy_data, tmp_pa
     with safe_imports(_toy.MODULE):
         res = run(_toy_cfg(toy_data), out_dir=out)
     assert res.manifest["resume"] == {"a/toy": "reused (key matched)", "b/toy": "computed"}
+    assert list(res.manifest["resume"]) == ["a/toy", "b/toy"]  # the run's order
+    with safe_imports(_toy.MODULE):
+        run(_toy_cfg(toy_data), out_dir=tmp_path / "ref")
+    for name in ("results.csv", "per_image.csv"):
+        assert_same_table(out / name, tmp_path / "ref" / name)
 
 
 @pytest.mark.slow

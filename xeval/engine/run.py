@@ -454,6 +454,7 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir, options: dict) -
         saved = sum(u is not None for u in units.values())
         raise UnitsFailedError(failures, saved=saved) from failures[0].error
     # 3. assemble, in the run's order whatever the executor
+    resumed = {name: resumed[name] for name in units}
     rows, curves, per_image, items, resolved = [], [], [], [], {}
     for name, unit in units.items():
         rows += unit["rows"]
