@@ -169,6 +169,21 @@ def test_dask_workers_use_threads_per_worker(dask2):
     assert os.getpid() not in {s["pid"] for s in seen}  # worker processes, not threads
 
 
+def test_existing_cluster_through_scheduler_address():
+    """--scheduler: a cluster started elsewhere (here without any thread setting) gets
+    the thread limit from the executor (worker plugin and per task)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with DaskExecutor(scheduler=cluster.scheduler_address, threads_per_worker=3) as ex:
+            ((key, seen),) = list(ex.map_units(threads_seen, [0], keys=["only"]))
+            info = ex.describe()
+        assert cluster.scheduler_address  # still up: the executor does not close it
+    assert key == "only" and seen["torch"] == 3 and seen["omp"] == "3"
+    assert info["cluster"] == "external" and info["workers"] == 1
+    assert info["scheduler"] == cluster.scheduler_address
+
+
 def test_killed_worker_is_retried(dask2, tmp_path):
     marker = tmp_path / "died"
     tasks = [(str(marker), 1), (str(marker), 2)]

@@ -46,10 +46,11 @@ def _toy_cfg(data: Path, **overrides):
 
 
 # ------------------------------------------------------------------- fake unit fns
-def raise_for_b(task):
-    """Fails the units of category ``b`` (a top-level function: workers import it)."""
-    if task.split.category == "b":
-        raise RuntimeError("simulated failure in category b")
+def raise_for_a(task):
+    """Fails the units of category ``a``, the first ones (a top-level function: workers
+    import it); the units after it must still be computed and saved."""
+    if task.split.category == "a":
+        raise RuntimeError("simulated failure in category a")
     return compute_unit(task)
 
 
@@ -103,19 +104,19 @@ def test_demo_quick_same_numbers_on_1_and_2_workers_and_in_process(tmp_path, mon
 # --------------------------------------------------------------------------- failures
 def test_failed_unit_is_named_and_the_others_saved_then_resumed(toy_data, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr(run_module, "compute_unit", raise_for_b)
+    monkeypatch.setattr(run_module, "compute_unit", raise_for_a)
     with safe_imports(_toy.MODULE), pytest.raises(UnitsFailedError) as info:
         run(_toy_cfg(toy_data), out_dir=out, workers=1)
     msg = str(info.value)
     assert "1 unit(s) failed" in msg and "the 1 finished unit(s) were saved" in msg
-    assert "b/toy: RuntimeError: simulated failure in category b" in msg
-    assert "raise_for_b" in msg  # the worker's traceback
-    assert [f.key for f in info.value.failures] == ["b/toy"]
+    assert "a/toy: RuntimeError: simulated failure in category a" in msg
+    assert "raise_for_a" in msg  # the worker's traceback
+    assert [f.key for f in info.value.failures] == ["a/toy"]
     assert not (out / "results.csv").exists()
     monkeypatch.undo()
     with safe_imports(_toy.MODULE):
         res = run(_toy_cfg(toy_data), out_dir=out)
-    assert res.manifest["resume"] == {"a/toy": "reused (key matched)", "b/toy": "computed"}
+    assert res.manifest["resume"] == {"a/toy": "computed", "b/toy": "reused (key matched)"}
     assert list(res.manifest["resume"]) == ["a/toy", "b/toy"]  # the run's order
     with safe_imports(_toy.MODULE):
         run(_toy_cfg(toy_data), out_dir=tmp_path / "ref")
