@@ -254,3 +254,26 @@ def test_cli_passes_the_flags_to_run(monkeypatch, tmp_path):
         "tcp://h:8786",
         None,
     )
+
+
+def test_cli_score_gets_the_executor(monkeypatch, tmp_path, capsys):
+    """``xeval score --workers N`` hands score_folder a Dask executor, closed after."""
+    import xeval.engine.score
+
+    seen = {}
+
+    def fake_score_folder(maps, gt, *, executor=None, **kwargs):
+        seen["executor"] = executor
+        seen["info"] = executor.describe()
+        return pd.DataFrame([{"category": "mean", "aupro@0.3": 0.5}])
+
+    monkeypatch.setattr(xeval.engine.score, "score_folder", fake_score_folder)
+    argv = ["score", "--maps", str(tmp_path), "--gt", str(tmp_path)]
+    assert main([*argv, "--workers", "1", "--threads-per-worker", "2"]) == 0
+    assert seen["info"]["kind"] == "dask"
+    assert (seen["info"]["workers"], seen["info"]["threads_per_worker"]) == (1, 2)
+    assert seen["executor"].client.status == "closed"
+    assert main(argv) == 0
+    assert seen["info"]["kind"] == "in-process"
+    assert main([*argv, "--threads-per-worker", "2"]) == 2
+    assert "threads_per_worker=2 applies to Dask workers" in capsys.readouterr().err
