@@ -256,7 +256,10 @@ def cli_table(root: Path, maps: Path, gt: Path, workers_n: int, n: int, size: in
     ) | {"json": js}
     vals = {k: json.loads(r["json"].read_text()) for k, r in runs.items()}
 
-    print(f"\n{n} maps of {size}x{size} (TIFF), {N_CATS} categories, {os.cpu_count()} cores\n")
+    print(
+        f"\n{n} maps of {size}x{size} (TIFF), {N_CATS} categories, {os.cpu_count()} cores "
+        f"(load average over the last minute: {os.getloadavg()[0]:.1f})\n"
+    )
     print("| contender | wall s | vs 1 process | client peak MB | worker peak MB | values |")
     print("|---|---|---|---|---|---|")
     for name, r in runs.items():

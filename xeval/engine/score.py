@@ -545,7 +545,7 @@ def check_chunk_size(chunk_size) -> int:
         or int(chunk_size) < 1
     ):
         raise InputError(
-            f"chunk_size (--chunk-size) must be a whole number of images >= 1, got {chunk_size!r}"
+            f"chunk_size must be a whole number of test images per task, >= 1, got {chunk_size!r}"
         )
     return int(chunk_size)
 
@@ -626,6 +626,8 @@ def _score_all(
     and return ``{category: row}``. The first failing chunk (in image order) raises its
     error, which names the map file."""
     _pixel_metric(mode, fpr_limits)  # validates mode and limits before any work
+    if threshold is not None:
+        threshold = ThresholdMetrics(threshold=threshold).threshold  # finite float
     tasks = [
         t
         for c, (split, index) in work.items()
