@@ -379,6 +379,11 @@ class DaskExecutor(Executor):
         else:
             try:
                 self.client = Client(scheduler, timeout=connect_timeout)
+            except ValueError as exc:
+                raise InputError(
+                    f"scheduler {scheduler!r} is not a Dask scheduler address ({exc}); "
+                    "expected e.g. tcp://host:8786"
+                ) from exc
             except (OSError, TimeoutError) as exc:
                 raise InputError(
                     f"scheduler {scheduler!r} cannot be reached ({type(exc).__name__}: {exc}); "
