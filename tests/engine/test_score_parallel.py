@@ -274,11 +274,13 @@ def corrupt_tree(tree, tmp_path):
     s = load_mvtec(gt, "b", require_train=False).test[8]
     bad = copy / "b" / "test" / s.defect / f"{s.image_path.stem}.npy"
     bad.write_bytes(b"not a numpy file")
-    return copy, gt, bad
+    with pytest.raises(InputError) as direct:  # the error of reading that one map
+        S._load_pair(bad, s)
+    return copy, gt, bad, str(direct.value)
 
 
 def test_corrupt_map_error_names_the_file_for_any_chunking(corrupt_tree):
-    maps, gt, bad = corrupt_tree
+    maps, gt, bad, direct = corrupt_tree
     messages = set()
     for chunk in (1, 7, 64):
         with pytest.raises(InputError, match=re.escape(str(bad))) as ei:
@@ -288,13 +290,14 @@ def test_corrupt_map_error_names_the_file_for_any_chunking(corrupt_tree):
         score_folder(maps, gt, chunk_size=3, executor=ex)
     messages.add((type(ei.value), str(ei.value)))
     assert len(messages) == 1  # the same error, whatever the chunking
+    assert messages.pop()[1] == direct  # that of reading the map, as before chunks
 
 
 # ----------------------------------------------------------------------------- Dask
 def test_dask_local_cluster_gives_identical_values(tree, reference, corrupt_tree):
     """2 worker processes: exact and binned identical to one process; a corrupt
     map is the same error, naming the file, as in one process (~10 s)."""
-    maps, gt, bad = corrupt_tree
+    maps, gt, bad, direct = corrupt_tree
     with pytest.raises(InputError) as local:
         score_folder(maps, gt, chunk_size=5)
     with DaskExecutor(workers=2) as ex:
@@ -304,7 +307,7 @@ def test_dask_local_cluster_gives_identical_values(tree, reference, corrupt_tree
             score_folder(maps, gt, chunk_size=5, executor=ex)
         assert type(remote.value) is type(local.value)
         assert str(remote.value) == str(local.value)
-        assert str(bad) in str(remote.value)
+        assert str(bad) in str(remote.value) and str(remote.value) == direct
         used = {u["worker"] for u in ex.overhead()["units"].values()}
         assert len(used) == 2  # both workers did chunks
 
