@@ -463,10 +463,10 @@ def _pixel_metric(mode: str, fpr_limits=(0.3,)) -> PixelRanking:
 def score_chunk(task: ChunkTask) -> ChunkStates:
     """Decode the map files and masks of one chunk and return its metric states (a
     top-level function, so that Dask can ship it). Memory: one chunk of maps at a time;
-    in binned mode the result is a fixed-size histogram."""
+    in binned mode the result is the chunk's histogram, packed (non-empty bins only)."""
     if task.mode == "exact":
         ps = ExactPixelState()
-    else:
+    else:  # PixelRanking's default resolution (what _finish computes with)
         ps = SplitFreeBinnedState(bits=15, octaves=20)
     img = ImageMetrics()
     ist = img.init()
