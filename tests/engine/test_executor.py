@@ -100,7 +100,7 @@ def test_unreachable_scheduler_is_an_input_error():
         DaskExecutor(scheduler="tcp://127.0.0.1:1", connect_timeout=1)
 
 
-@pytest.mark.parametrize("address", ["nonsense", "http://host:8786"])
+@pytest.mark.parametrize("address", ["nonsense", "http://host:8786", "tcp://host"])
 def test_malformed_scheduler_address_is_an_input_error(address):
     with pytest.raises(InputError, match=f"scheduler '{address}' is not a Dask scheduler address"):
         DaskExecutor(scheduler=address, connect_timeout=1)

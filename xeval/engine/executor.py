@@ -377,13 +377,9 @@ class DaskExecutor(Executor):
                 self.cluster.close()
                 raise
         else:
+            _check_address(scheduler)
             try:
                 self.client = Client(scheduler, timeout=connect_timeout)
-            except ValueError as exc:
-                raise InputError(
-                    f"scheduler {scheduler!r} is not a Dask scheduler address ({exc}); "
-                    "expected e.g. tcp://host:8786"
-                ) from exc
             except (OSError, TimeoutError) as exc:
                 raise InputError(
                     f"scheduler {scheduler!r} cannot be reached ({type(exc).__name__}: {exc}); "
@@ -556,6 +552,24 @@ def check_executor_options(
                 "workers or scheduler too (an in-process run keeps the detectors' own "
                 "num_threads)"
             )
+
+
+def _check_address(address: str) -> None:
+    """A scheduler address Dask can parse (known scheme, a port where one is needed),
+    checked before connecting: else an :class:`~xeval.errors.InputError` naming it."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError(
+            f"scheduler {address!r} is not a Dask scheduler address ({exc}); "
+            "expected e.g. tcp://host:8786"
+        ) from exc
 
 
 def _check_keys(keys: Sequence[str], tasks: list) -> None:
