@@ -3,8 +3,10 @@
 Runs one protocol (default ``demo_quick``: 2 categories x 2 detectors = 4 units; the full
 ``demo`` takes minutes per run on 2 cores) with:
 
-- in-process (the default executor; torch limited to 1 thread, like each worker, so that
-  the gradient explainers give the same numbers -- see the README);
+- in-process (the default executor; torch limited to 1 thread like each worker; BLAS
+  keeps the threads it started with, so its numbers equal the workers' only when this
+  script runs under ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1``:
+  the full ``demo`` differs in the last bits otherwise -- see the README);
 - ``--workers 1`` and ``--workers 2`` (a ``LocalCluster`` of worker processes);
 - a simulated larger cluster: ``--workers 4`` (on a 2-core machine: 4 processes share
   2 cores), reporting the per-unit scheduler overhead.
