@@ -145,8 +145,6 @@ def _check_output_file(path: Path, *, option: str) -> None:
 
 
 def _score(a) -> int:
-    import inspect
-
     from xeval.engine.executor import check_executor_options, make_executor
     from xeval.engine.score import score_folder
 
@@ -154,16 +152,8 @@ def _score(a) -> int:
         _check_output_file(a.json, option="--json")
     options = _executor_options(a)
     check_executor_options(**options)
-    kwargs = {}
-    if "executor" in inspect.signature(score_folder).parameters:
-        executor = make_executor(**options)
-        kwargs["executor"] = executor
-    elif a.workers is not None or a.scheduler is not None:
-        from xeval.errors import InputError
-
-        raise InputError("--workers / --scheduler: this xeval's score runs in one process")
-    else:
-        executor = None
+    executor = make_executor(**options)
+    kwargs = {"executor": executor, "chunk_size": a.chunk_size}
     try:
         df = score_folder(
             a.maps,
@@ -340,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_finite_float,
         default=None,
         help="also compute PRO/IoU/Dice at this threshold (any finite number)",
+    )
+    s.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=64,
+        metavar="C",
+        help="test images decoded and scored per task (memory per worker ~ C maps; the "
+        "numbers do not depend on it; default 64)",
     )
     _add_executor_arguments(s)
     s.set_defaults(fn=_score)
