@@ -159,8 +159,7 @@ class ClipAutoencoder(ClipAdapter):
                     windows.append(x[s : s + self.clip_length])
             if not windows:
                 raise InputError(
-                    f"clip_autoencoder: no training video has clip_length={self.clip_length} "
-                    "frames"
+                    f"clip_autoencoder: no training video has clip_length={self.clip_length} frames"
                 )
             data = torch.stack(windows).to(self._device)
             g = torch.Generator().manual_seed(self.seed)
