@@ -740,7 +740,14 @@ class _FrameMetric(Metric):
             return MetricValue(value=undefined(self.label, "no frames"), n=0)
         videos = self._videos_of(state)
         out = _evaluate(self.kind, videos, self.average, self.sentinel, self.label)
-        value = MetricValue(value=out.value, n=out.n_frames, note=self._note(out, state))
+        note = self._note(out, state)
+        if not self.sentinel:  # micro and macro always side by side: the other in the note
+            other = "macro" if self.average == "micro" else "micro"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                o = _evaluate(self.kind, videos, other, False, self.label)
+            note = f"{note}; {other} = {_fmt(o.value)}"
+        value = MetricValue(value=out.value, n=out.n_frames, note=note)
         if self.kind == "auroc" and self.average == "micro" and math.isfinite(out.value):
             y = np.concatenate([y for y, _ in videos])
             s = np.concatenate([s for _, s in videos])
