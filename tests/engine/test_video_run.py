@@ -236,3 +236,16 @@ def test_unknown_video_names_in_config_are_config_errors():
         _cfg(detectors=[{"kind": "bright_test", "params": {"nope": 1}}])
     with pytest.raises(ConfigError, match="validation_videos"):
         _cfg(evaluation={"validation_videos": 1.5})
+
+
+@pytest.mark.parametrize("metric", ["deletion_auc", "max_sensitivity", "auc_spro", "aopc"])
+def test_metrics_that_cannot_run_on_video_are_config_errors(metric):
+    with pytest.raises(ConfigError, match=f"cannot run on video: {metric}.*Metrics that can"):
+        _cfg(metrics=["frame_auroc", metric])
+
+
+def test_image_metrics_that_can_run_on_frames_are_accepted(tmp_path):
+    cfg = _cfg(metrics=["frame_auroc", "pointing_game", {"name": "iou", "quantile": 0.99}])
+    res = run_video(cfg, out_dir=tmp_path)
+    nat = res.results[res.results["explainer"] == "native"]
+    assert set(nat["label"]) == {"frame_auroc", "pointing_game", "iou@t"}

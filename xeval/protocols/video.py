@@ -277,6 +277,32 @@ def _check_pairings(cfg: VideoRunConfig, where: str) -> None:
                 )
 
 
+def video_metric_problem(m) -> str | None:
+    """Why registered metric ``m`` cannot run in a video run (None: it can). Video runs
+    score maps, frame scores, boxes and reasons against frame labels, masks, tracks and
+    reason labels; they do not perturb or re-run detectors per metric (faithfulness,
+    robustness, sanity) and their regions are track boxes, not per-defect masks."""
+    if m.stage != "stream" or {"detector", "reference", "gradients"} & set(m.needs):
+        return "it queries the detector (faithfulness / robustness / sanity)"
+    if any(r[0] != "normal_quantile" for r in m.calibrations()):
+        return f"it needs calibrations {m.calibrations()} (video runs fit normal_quantile)"
+    if "regions" in m.needs and m.family != "video":
+        return "it reads per-defect regions (MVTec LOCO), not region tracks"
+    return None
+
+
+def _check_video_metrics(metrics, where: str) -> None:
+    from xeval.registry import METRICS
+
+    bad = {m.label: why for m in metrics if (why := video_metric_problem(m))}
+    if bad:
+        ok = sorted(n for n in METRICS.names() if video_metric_problem(METRICS.get(n)()) is None)
+        detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
+        raise ConfigError(
+            f"{where}: metrics that cannot run on video: {detail}. Metrics that can: {ok}"
+        )
+
+
 def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
     """Check a video configuration mapping in full (ConfigError naming the key)."""
     where = source or "config"
@@ -310,7 +336,7 @@ def parse_video_config(raw, *, source: str | None = None) -> VideoRunConfig:
         ComponentSpec(*_component(m, f"{where}: metrics[{i}]", what="metric"))
         for i, m in enumerate(raw_metrics)
     ]
-    build_metrics(metrics, where=f"{where}: metrics")
+    _check_video_metrics(build_metrics(metrics, where=f"{where}: metrics"), where)
     ev = raw.get("evaluation") or {}
     _expect(isinstance(ev, Mapping), f"{where}: evaluation must be a mapping")
     _check_keys(
