@@ -103,6 +103,10 @@ def _check_summary(cfg) -> None:
         print(f"  detector {d.name} ({d.kind}): explainers [{expl}]; metrics [{labels}]")
     batch = f"; batch size {cfg.batch_size}" if hasattr(cfg, "batch_size") else ""
     print(f"  output: {cfg.output}; seed {cfg.seed}{batch}")
+    if getattr(cfg, "workers", None) is not None:
+        print(f"  executor: Dask, {cfg.workers} local worker(s)")
+    elif getattr(cfg, "scheduler", None) is not None:
+        print(f"  executor: Dask scheduler {cfg.scheduler}")
 
 
 def _summary(res) -> None:
