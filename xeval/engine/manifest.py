@@ -12,9 +12,21 @@ import xeval
 from xeval.data.split import CategorySplit
 from xeval.protocols.config import RunConfig
 
-__all__ = ["build_manifest", "dataset_fingerprint"]
+__all__ = ["build_manifest", "dataset_fingerprint", "package_versions"]
 
 _PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "captum", "pandas", "scikit-image")
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python's, xeval's and the installed versions of the packages results depend on
+    (plus ``extra``)."""
+    versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
+    for pkg in (*_PACKAGES, *extra):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
 
 
 def dataset_fingerprint(
@@ -51,12 +63,7 @@ def build_manifest(
     ``executor`` where the units ran (kind, workers, threads per worker, scheduler,
     Dask versions, per-unit worker time and scheduling overhead; see
     :mod:`xeval.engine.executor`)."""
-    versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
-    for pkg in _PACKAGES:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    versions = package_versions()
     return {
         "xeval_version": xeval.__version__,
         "versions": versions,

@@ -570,18 +570,12 @@ def _collect(det: str, exp: VideoExplainer, metrics, states, replicates, ds, cfg
 
 
 def _manifest(cfg, ds: VideoDataset, metrics, results, units, timings) -> dict:
-    import importlib.metadata as md
     import platform
-    import sys
 
     import xeval
+    from xeval.engine.manifest import package_versions
 
-    versions = {"python": sys.version.split()[0], "xeval": xeval.__version__}
-    for pkg in ("numpy", "scipy", "scikit-learn", "torch", "pandas", "scikit-image", "av"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    versions = package_versions(extra=("av",))
     fp = hashlib.sha256()
     for v in ds.train + ds.test:
         fp.update(f"{v.video_id}:{v.n_frames}:{v.frame_size}:{v.source}".encode())

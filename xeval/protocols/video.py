@@ -28,8 +28,6 @@ that name the key and list the valid ones.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -38,6 +36,7 @@ from xeval.errors import ConfigError
 from xeval.protocols.config import (
     _BOOL_WORDS,
     ComponentSpec,
+    RunConfig,
     _bool,
     _check_keys,
     _component,
@@ -158,9 +157,7 @@ class VideoRunConfig:
             "report": asdict(self.report),
         }
 
-    def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    config_hash = RunConfig.config_hash  # sha256 of the canonical JSON of to_dict()
 
     def explainers_for(self, det: VideoDetectorSpec) -> list[ComponentSpec]:
         return det.explainers if det.explainers is not None else self.explainers
