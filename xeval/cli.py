@@ -1,8 +1,11 @@
-"""The ``xeval`` command: ``demo``, ``run``, ``score``."""
+"""The ``xeval`` command: ``demo``, ``run``, ``score``, and the commands of
+:data:`COMMANDS` (``report``, ``gate``, ``runs``, ``compare``), each defined in its own
+module by an ``add_arguments(parser)`` and a ``main(args) -> int`` function."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import sys
@@ -345,7 +348,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_executor_arguments(s)
     s.set_defaults(fn=_score)
+    for name, (module, add, fn, text) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        c = sub.add_parser(name, help=text, description=text)
+        getattr(mod, add)(c)
+        c.set_defaults(fn=getattr(mod, fn))
     return p
+
+
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "report": (
+        "xeval.reports.command",
+        "add_arguments",
+        "main",
+        "rebuild the report of a finished run (HTML, Markdown or LaTeX) without recomputing",
+    ),
+    "gate": (
+        "xeval.gates.command",
+        "add_arguments",
+        "main",
+        "check a finished run against an acceptance spec (exit 0 pass, 1 fail, 2 invalid)",
+    ),
+    "runs": (
+        "xeval.runs.command",
+        "add_runs_arguments",
+        "runs_main",
+        "list the runs recorded in the run registry",
+    ),
+    "compare": (
+        "xeval.runs.command",
+        "add_compare_arguments",
+        "compare_main",
+        "compare two recorded runs metric by metric (by id or folder)",
+    ),
+}
+"""Subcommands defined in their own modules: name -> (module, function adding the
+arguments to the subparser, function running it and returning the exit code, help).
+The modules are imported when the parser is built, so they import little at top level."""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

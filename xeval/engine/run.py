@@ -343,6 +343,10 @@ def run(
         from xeval.engine.video import run_video
 
         return run_video(cfg, out_dir=out_dir, resume=resume)
+    if getattr(cfg, "task", "image") == "influence":
+        from xeval.engine.influence import run_influence
+
+        return run_influence(cfg, out_dir=out_dir, resume=resume)
     if not isinstance(resume, bool):
         raise InputError(f"resume must be True or False, got {resume!r}")
     options = _execution_options(

@@ -537,6 +537,10 @@ def parse_config(raw, *, source: str | None = None):
 
     if is_video_config(raw):
         return parse_video_config(raw, source=source)
+    from xeval.protocols.influence import is_influence_config, parse_influence_config
+
+    if is_influence_config(raw):
+        return parse_influence_config(raw, source=source)
     _check_keys(raw, _TOP_KEYS, where)
     for key in ("dataset", "detectors", "explainers"):
         _expect(key in raw, f"{where}: missing required key '{key}'")

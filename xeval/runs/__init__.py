@@ -1,0 +1,1 @@
+"""The run registry: every run recorded in an embedded SQLite database."""
