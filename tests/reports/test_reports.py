@@ -20,6 +20,7 @@ EXPECTED = [
     "results.csv",
     "results.md",
     "manifest.json",
+    "tables.tex",
     "figures/roc_pixel.png",
     "figures/pro.png",
     "figures/roc_image.png",
@@ -78,7 +79,13 @@ def test_manifest_json(written, report_data):
 
 def test_without_figures(report_data, tmp_path):
     paths = write_report(report_data, tmp_path, figures=False)
-    assert sorted(paths) == ["index.html", "manifest.json", "results.csv", "results.md"]
+    assert sorted(paths) == [
+        "index.html",
+        "manifest.json",
+        "results.csv",
+        "results.md",
+        "tables.tex",
+    ]
     assert not (tmp_path / "figures").exists()
     assert "<img" not in (tmp_path / "index.html").read_text()
 

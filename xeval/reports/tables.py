@@ -447,8 +447,13 @@ _TEX_SPECIAL = {
 }
 
 
-def _tex(text: object) -> str:
+def tex_escape(text: object) -> str:
+    """``text`` on one line with LaTeX's special characters escaped
+    (``\\ & % $ # _ { } ~ ^ < >``): safe in text mode and inside ``\\caption``."""
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in " ".join(str(text).split()))
+
+
+_tex = tex_escape
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,6 +8,7 @@ Layout of ``out_dir``::
     results.md           the generated conclusion, then Markdown tables, one per
                          metric, with a legend
     manifest.json        versions, seed, config hash, dataset fingerprint, timings
+    tables.tex           booktabs LaTeX tables, one per metric (:func:`latex_tables`)
     verdicts.csv, ranks.csv   verdicts against the references, rank table (when made)
     figures/profile.png  the verdicts per explainer and audit family
     figures/roc_pixel.png, figures/pro.png, figures/roc_image.png   (when curves exist)
@@ -46,6 +47,7 @@ from xeval.reports.figures import (
     verdict_counts,
 )
 from xeval.reports.html import render_html
+from xeval.reports.latex import latex_tables
 from xeval.reports.tables import headline_metrics, markdown_tables
 from xeval.results import RESULT_COLUMNS
 
@@ -108,7 +110,8 @@ def write_report(
     )
     put("results.md", atomic_write_text, tables_md)
     put("manifest.json", atomic_write_json, report.manifest)
-    files = ["results.csv", "results.md", "manifest.json"]
+    put("tables.tex", atomic_write_text, latex_tables(report, controls=controls, decimals=decimals))
+    files = ["results.csv", "results.md", "manifest.json", "tables.tex"]
     for name, frame in (("verdicts.csv", report.verdicts), ("ranks.csv", report.ranks)):
         if frame is not None and len(frame):
             put(name, atomic_write_text, frame.to_csv(index=False))

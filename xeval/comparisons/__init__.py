@@ -1,0 +1,13 @@
+"""Statistics between methods: paired tests on the same images, rankings across
+categories (Friedman, Nemenyi, Holm), and interval estimates over runs.
+
+>>> from xeval.comparisons import paired_test, holm
+>>> r = paired_test(iou_ig, iou_random, higher_is_better=True)
+>>> r.mean_diff, (r.ci_low, r.ci_high), r.p_value
+"""
+
+from __future__ import annotations
+
+from xeval.comparisons.paired import PairedResult, holm, paired_test
+
+__all__ = ["PairedResult", "holm", "paired_test"]
