@@ -468,7 +468,7 @@ def _run_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
 def list_runs(conn: sqlite3.Connection, *, limit: int | None = None) -> list[dict]:
     """The recorded runs, newest first (``finished``, then id), without their manifests."""
     cols = ", ".join(c for c in RUN_FIELDS if c != "manifest")
-    sql = f"SELECT {cols} FROM runs ORDER BY finished DESC, id DESC"
+    sql = f"SELECT {cols} FROM runs ORDER BY finished DESC, rowid DESC"
     params: tuple = ()
     if limit is not None:
         sql += " LIMIT ?"
@@ -493,7 +493,7 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> dict:
 def runs_in_folder(conn: sqlite3.Connection, folder: Path) -> list[str]:
     """Ids of the runs recorded for the run folder ``folder`` (resolved), newest first."""
     cur = conn.execute(
-        "SELECT id FROM runs WHERE run_dir_resolved = ? ORDER BY finished DESC, id DESC",
+        "SELECT id FROM runs WHERE run_dir_resolved = ? ORDER BY finished DESC, rowid DESC",
         (str(folder),),
     )
     return [r[0] for r in cur.fetchall()]
@@ -530,8 +530,8 @@ def similar_ids(conn: sqlite3.Connection, ref: str, *, n: int = 5) -> list[str]:
 
 
 def load_results(conn: sqlite3.Connection, run_id: str):
-    """The run's results as a DataFrame with the columns of ``results.csv`` (NULL read
-    back as NaN; booleans as bool)."""
+    """The run's results as a DataFrame with the columns and dtypes of ``results.csv``
+    as :func:`xeval.reports.writer.read_results_csv` reads it (NULL read back as NaN)."""
     import pandas as pd
 
     cur = conn.execute(
@@ -541,8 +541,10 @@ def load_results(conn: sqlite3.Connection, run_id: str):
     df = pd.DataFrame(cur.fetchall(), columns=list(RESULT_FIELDS))
     for c in ("value", "ci_low", "ci_high", "threshold"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    for c in ("n", "headline"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype(int)
     for c in ("higher_is_better", "control"):
-        df[c] = df[c].map(lambda v: None if v is None else bool(v))
+        df[c] = df[c].fillna(0).astype(bool)
     return df
 
 
