@@ -13,7 +13,7 @@ The package is organised by role (see README):
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "explain", "wrap"]
+__all__ = ["__version__", "explain", "influence", "self_influence", "wrap"]
 
 
 def __getattr__(name: str):
@@ -22,6 +22,12 @@ def __getattr__(name: str):
         from xeval.explainers.api import explain
 
         return explain
+    if name in ("influence", "self_influence"):
+        # the package xeval.influence is callable (it is the function influence), so
+        # `xeval.influence(...)` works before and after `import xeval.influence`
+        import xeval.influence as pkg
+
+        return pkg if name == "influence" else pkg.self_influence
     if name == "wrap":
         from xeval.adapters.wrap import wrap
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import os
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -290,3 +294,106 @@ class TorchDetector(Detector):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "kind")
         return f"{type(self).__name__}({params})"
+
+
+# ------------------------------------------------------------------ checkpoints
+@dataclass
+class Checkpoint:
+    """The parameters of a module saved during training, with the learning rate of the
+    steps that led to them (what TracIn needs, Pruthi et al. 2020).
+
+    ``state`` (name -> tensor, the module's ``state_dict``) is held in memory, or
+    ``path`` names a file written by :func:`save_checkpoint` and read on demand with
+    ``torch.load(..., weights_only=True)``.
+    """
+
+    epoch: int
+    lr: float
+    state: dict | None = None
+    path: str | None = None
+
+    def load(self) -> dict:
+        """The saved ``state_dict`` (read from :attr:`path` when not in memory)."""
+        if self.state is not None:
+            return self.state
+        if self.path is None:
+            raise InputError(f"checkpoint of epoch {self.epoch} holds neither a state nor a path")
+        return load_checkpoint(self.path).state  # type: ignore[return-value]
+
+
+def checkpoint_epochs(checkpoints: object, epochs: int) -> list[int]:
+    """The (1-based) epochs after which to save a checkpoint.
+
+    ``checkpoints``: None (none), an int ``k`` (``k`` epochs evenly spaced, the last
+    one ``epochs``: ``ceil(m * epochs / k)`` for ``m = 1..k``), or a list of epochs in
+    ``[1, epochs]``.
+    """
+    if checkpoints is None:
+        return []
+    if isinstance(checkpoints, bool):
+        raise InputError(
+            f"checkpoints must be None, an int or a list of epochs, got {checkpoints!r}"
+        )
+    if isinstance(checkpoints, numbers.Integral):
+        k = int(checkpoints)
+        if not 1 <= k <= epochs:
+            raise InputError(f"checkpoints must lie in [1, epochs={epochs}], got {k}")
+        return sorted({math.ceil(m * epochs / k) for m in range(1, k + 1)})
+    if isinstance(checkpoints, (list, tuple)) and checkpoints:
+        out = []
+        for e in checkpoints:
+            if isinstance(e, bool) or not isinstance(e, numbers.Integral) or not 1 <= e <= epochs:
+                raise InputError(
+                    f"checkpoints: every epoch must be an integer in [1, epochs={epochs}], "
+                    f"got {e!r} in {list(checkpoints)!r}"
+                )
+            out.append(int(e))
+        return sorted(set(out))
+    raise InputError(
+        f"checkpoints must be None, an int or a non-empty list of epochs, got {checkpoints!r}"
+    )
+
+
+def save_checkpoint(path: str | os.PathLike, *, state: Mapping, lr: float, epoch: int) -> str:
+    """Write ``{"state", "lr", "epoch"}`` to ``path`` (tensors, a float and an int only:
+    readable with ``weights_only=True``), atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    payload = {
+        "state": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "lr": float(lr),
+        "epoch": int(epoch),
+    }
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        from xeval.errors import OutputError
+
+        raise OutputError(
+            f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}",
+            path=path,
+            errno=exc.errno,
+        ) from exc
+    return str(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a file written by :func:`save_checkpoint` (``weights_only=True``: no
+    unpickling of arbitrary objects)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint file {str(path)!r} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or unsafe file: say which
+        raise InputError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+    if not isinstance(payload, dict) or not {"state", "lr", "epoch"} <= set(payload):
+        raise InputError(
+            f"checkpoint {str(path)!r} is not an xeval checkpoint (keys state, lr, epoch)"
+        )
+    return Checkpoint(
+        epoch=int(payload["epoch"]),
+        lr=float(payload["lr"]),
+        state=dict(payload["state"]),
+        path=str(path),
+    )
