@@ -347,7 +347,7 @@ def select_rows(gate: Gate, run: RunFolder, label: str) -> pd.DataFrame:
         sub = sub[sub[col].isin(values)]
     cats = [c for c in dict.fromkeys(res.loc[res["label"] == label, "category"]) if c != "mean"]
     has_mean = bool((res.loc[res["label"] == label, "category"] == "mean").any())
-    valid = (["mean"] if has_mean else []) + ["all", *sorted(cats)]
+    valid = list(dict.fromkeys((["mean"] if has_mean else []) + ["all", *sorted(cats)]))
     cat = gate.category
     if cat is None:
         cat = "mean" if has_mean else "all"
