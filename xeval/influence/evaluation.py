@@ -42,6 +42,10 @@ from xeval.errors import InputError
 from xeval.metrics._validation import undefined
 
 __all__ = [
+    "INFLUENCE_BASELINES",
+    "DetectorScoreBaseline",
+    "KnnDistanceBaseline",
+    "RandomBaseline",
     "attribution_auprc",
     "cumulative_detection_auc",
     "cumulative_detection_curve",
@@ -250,3 +254,113 @@ def top_k_cardinality(influence, *, k: int) -> int:
     failure of TracIn-like methods: a few high-gradient training images top every list),
     at most ``min(n_train, n_test * k)``."""
     return int(np.unique(top_k_indices(influence, k)).size)
+
+
+# ------------------------------------------------------- baselines (controls)
+def _features(detector, images: np.ndarray, *, batch_size: int = 32) -> tuple[np.ndarray, str]:
+    """``(N, D)`` float64 features of ``images``: the detector's encoder code
+    (``detector.encoder()``, flattened) when it has one, else the pixels; and which."""
+    import torch
+
+    hook = getattr(detector, "encoder", None)
+    enc = hook() if callable(hook) else None
+    x = np.asarray(images, dtype=np.float32)
+    if enc is None:
+        return x.reshape(len(x), -1).astype(np.float64), "pixels"
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out.append(
+                enc(torch.from_numpy(x[i : i + batch_size])).reshape(len(x[i : i + batch_size]), -1)
+            )
+    return torch.cat(out).double().numpy(), "encoder"
+
+
+class RandomBaseline:
+    """Control ``random``: independent uniform scores, seeded: a ranking that knows
+    nothing (its expected AUROC is 1/2, its expected AP the planted fraction)."""
+
+    name = "random"
+    description = "uniform random scores (seeded)"
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    def self_scores(self, detector, train: np.ndarray) -> np.ndarray:
+        from xeval.rng import rng
+
+        return rng(self.seed, "random-baseline", "self").random(len(train))
+
+    def matrix(self, detector, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from xeval.rng import rng
+
+        return rng(self.seed, "random-baseline", "matrix").random((len(test), len(train)))
+
+
+class DetectorScoreBaseline:
+    """Control ``detector_score``: the retrained (contaminated) detector's own anomaly
+    score on each training image, ``detector.score(train)``, with that image in its
+    training set (no leave-one-out retraining: that is :mod:`xeval.influence.ground_truth`
+    on tiny models). Per test image, the same ranking for every test image
+    (input-independent: its top-k cardinality is k by construction)."""
+
+    name = "detector_score"
+    description = "the detector's anomaly score on each training image (trained with it)"
+
+    def self_scores(self, detector, train: np.ndarray) -> np.ndarray:
+        return np.asarray(detector.score(train), dtype=np.float64)
+
+    def matrix(self, detector, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return np.tile(self.self_scores(detector, train), (len(test), 1))
+
+
+class KnnDistanceBaseline:
+    """Control ``knn_distance``: Euclidean distances in the detector's feature space
+    (its encoder code, else pixels). Self score: the mean distance of a training image
+    to its ``k`` nearest **other** training images (isolated images are suspicious).
+    Per test image: minus the distance to each training image (nearest = most
+    influential)."""
+
+    name = "knn_distance"
+    description = "mean distance to the k nearest other training images (encoder features)"
+
+    def __init__(self, *, k: int = 5) -> None:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+            raise InputError(f"knn_distance: k must be a positive integer, got {k!r}")
+        self.k = int(k)
+        self.feature_space = ""
+
+    def self_scores(self, detector, train: np.ndarray) -> np.ndarray:
+        from scipy.spatial.distance import cdist
+
+        if self.k >= len(train):
+            raise InputError(
+                f"knn_distance: k={self.k} needs more than k training images, got {len(train)}"
+            )
+        f, self.feature_space = _features(detector, train)
+        d = cdist(f, f)
+        np.fill_diagonal(d, np.inf)
+        return np.sort(d, axis=1)[:, : self.k].mean(axis=1)
+
+    def matrix(self, detector, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from scipy.spatial.distance import cdist
+
+        f_train, self.feature_space = _features(detector, train)
+        f_test, _ = _features(detector, test)
+        return -cdist(f_test, f_train)
+
+
+def _baselines():
+    from xeval.registry import Registry
+
+    reg: Registry = Registry("influence_baseline", what="influence baseline")
+    for cls in (RandomBaseline, DetectorScoreBaseline, KnnDistanceBaseline):
+        reg.register(cls)
+    return reg
+
+
+INFLUENCE_BASELINES = _baselines()
+"""The controls of the contaminated-training protocol, always run beside the methods:
+``random``, ``detector_score``, ``knn_distance`` (each with ``self_scores(detector,
+train) -> (n_train,)`` and ``matrix(detector, train, test) -> (n_test, n_train)``,
+options as keyword arguments of the class)."""
