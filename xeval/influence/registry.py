@@ -19,7 +19,11 @@ __all__ = ["INFLUENCE_METHODS"]
 INFLUENCE_METHODS: Registry = Registry(
     "influence_method",
     what="influence method",
-    modules=("xeval.influence.similarity",),
+    modules=(
+        "xeval.influence.similarity",
+        "xeval.influence.influence_function",
+        "xeval.influence.tracin",
+    ),
 )
 """Registered example-importance methods, by name (``influence_function``,
 ``tracin``, ``grad_dot``, ``grad_cos``, ``representation``, ``knn``, ``label_free``)."""
