@@ -9,5 +9,23 @@ categories (Friedman, Nemenyi, Holm), and interval estimates over runs.
 from __future__ import annotations
 
 from xeval.comparisons.paired import PairedResult, holm, paired_test
+from xeval.comparisons.ranking import (
+    Ranking,
+    average_ranks,
+    cliques,
+    critical_difference,
+    friedman_ranking,
+    q_alpha,
+)
 
-__all__ = ["PairedResult", "holm", "paired_test"]
+__all__ = [
+    "PairedResult",
+    "Ranking",
+    "average_ranks",
+    "cliques",
+    "critical_difference",
+    "friedman_ranking",
+    "holm",
+    "paired_test",
+    "q_alpha",
+]
