@@ -159,3 +159,20 @@ def test_missing_folder_and_binary_files(tmp_path):
     p.write_bytes(b"gates: \xff\xfe\x00")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_spec(p)
+
+
+def test_find_spec_builtin_names_and_paths(tmp_path, monkeypatch):
+    from xeval.gates.spec import find_spec
+
+    monkeypatch.chdir(tmp_path)
+    demo = find_spec("demo")
+    assert demo.name == "demo.yaml" and demo.parent.name == "gates"
+    spec = load_spec(demo)
+    assert len(spec.gates) >= 4 and {g.severity for g in spec.gates} == {"error", "warn"}
+    with pytest.raises(ConfigError, match=r"not the name of a built-in spec .*\['demo'"):
+        find_spec("demox")
+    # a path is a path, even when a built-in spec has its name
+    assert find_spec("demo.yaml") == tmp_path.joinpath("demo.yaml").relative_to(tmp_path)
+    assert find_spec("sub/demo") == tmp_path.joinpath("sub/demo").relative_to(tmp_path)
+    (tmp_path / "demo").write_text("gates: []\n")
+    assert find_spec("demo").resolve() == tmp_path / "demo"

@@ -7,9 +7,10 @@ Exit code 0 when every gate passes (failed ``severity: warn`` gates included), 1
 Markdown summary (:mod:`xeval.gates.summary`) is always printed to stdout, so that the
 CI log shows it; ``--summary`` also writes it to a file (e.g. ``$GITHUB_STEP_SUMMARY``)
 and ``--junit`` writes the JUnit XML (:mod:`xeval.gates.junit`), both atomically and
-only when asked. The spec format: :mod:`xeval.gates.spec`; how gates are evaluated:
-:mod:`xeval.gates.evaluate`. Imports are deferred: the CLI imports this module when it
-builds its parser.
+only when asked. ``SPEC.yaml`` may also name a built-in spec: ``demo`` is
+``reports/gates/demo.yaml``, written for the quick demo run. The spec format:
+:mod:`xeval.gates.spec`; how gates are evaluated: :mod:`xeval.gates.evaluate`. Imports
+are deferred: the CLI imports this module when it builds its parser.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", metavar="SPEC.yaml", help="the gate spec (YAML)")
+    parser.add_argument(
+        "spec",
+        metavar="SPEC.yaml",
+        help="the gate spec (YAML file), or the name of a built-in spec (demo)",
+    )
     parser.add_argument(
         "--run", required=True, metavar="RUN_DIR", help="the finished run folder to check"
     )
@@ -40,10 +45,10 @@ def main(args: argparse.Namespace) -> int:
     from xeval.gates.evaluate import evaluate_spec
     from xeval.gates.junit import write_junit
     from xeval.gates.runfolder import read_run
-    from xeval.gates.spec import load_spec
+    from xeval.gates.spec import find_spec, load_spec
     from xeval.gates.summary import markdown_summary, write_summary
 
-    spec = load_spec(args.spec)
+    spec = load_spec(find_spec(args.spec))
     run = read_run(args.run, option="--run")
     baseline = None if args.baseline is None else read_run(args.baseline, option="--baseline")
     report = evaluate_spec(spec, run, baseline=baseline)

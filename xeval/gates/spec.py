@@ -60,6 +60,7 @@ __all__ = [
     "WHERE_COLUMNS",
     "Gate",
     "GateSpec",
+    "find_spec",
     "load_spec",
     "parse_spec",
 ]
@@ -135,6 +136,40 @@ class GateSpec:
 
 
 # ----------------------------------------------------------------------------- reading
+def find_spec(value: str | Path) -> Path:
+    """The spec file ``value`` names: a path (anything that exists, contains a path
+    separator or ends in ``.yaml``/``.yml``), else the name of a built-in spec in
+    ``reports/gates/`` (shipped in the wheel): ``demo`` is ``reports/gates/demo.yaml``.
+
+    Raises
+    ------
+    ConfigError
+        A bare name that is no built-in spec; the message lists the built-in ones.
+    """
+    text = str(value)
+    p = Path(text)
+    if (
+        p.exists()
+        or any(sep in text for sep in ("/", "\\"))
+        or p.suffix.lower()
+        in (
+            ".yaml",
+            ".yml",
+        )
+    ):
+        return p
+    from xeval.assets import asset_dir
+
+    folder = asset_dir("reports") / "gates"
+    if (folder / f"{text}.yaml").is_file():
+        return folder / f"{text}.yaml"
+    known = sorted(x.stem for x in folder.glob("*.yaml")) if folder.is_dir() else []
+    raise ConfigError(
+        f"gate spec {text!r}: no such file, and not the name of a built-in spec "
+        f"(built-in specs in {folder}: {known})"
+    )
+
+
 def load_spec(path: str | Path) -> GateSpec:
     """Read and check a spec file (see the module docstring).
 
