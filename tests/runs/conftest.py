@@ -25,16 +25,20 @@ N_IMAGES = 12
 
 
 def synthetic_values(seed: int, shift: float = 0.0) -> dict:
-    """Per-image values ``{(category, detector, explainer, label): array}``; ``shift``
-    is added to every value of explainer ``saliency`` (so that B can beat A)."""
+    """Per-image values ``{(category, detector, explainer, label): array}``; with
+    ``shift``, every value of explainer ``saliency`` moves by ``shift`` plus a little
+    noise (so that B can beat A, with distinct paired differences)."""
     rng = np.random.default_rng(seed)
+    noise = np.random.default_rng(seed + 1000)
     out = {}
     for cat in CATEGORIES:
         for det in ("det",):
             for exp in ("native", "saliency"):
                 for label in PER_IMAGE_METRICS:
                     v = rng.uniform(0, 1, N_IMAGES)
-                    out[(cat, det, exp, label)] = v + (shift if exp == "saliency" else 0.0)
+                    if shift and exp == "saliency":
+                        v = v + shift + noise.normal(0, 0.05, N_IMAGES)
+                    out[(cat, det, exp, label)] = v
     return out
 
 

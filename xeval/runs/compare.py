@@ -77,17 +77,24 @@ def _change(diff: float, hib) -> str:
     return "better" if (diff > 0) == bool(hib) else "worse"
 
 
-def _values(per_image: pd.DataFrame, key: dict) -> pd.DataFrame:
+_EMPTY = pd.DataFrame(columns=["category", "id", "value"])
+
+
+def _groups(per_image: pd.DataFrame) -> dict:
+    """Per-image values by (detector, explainer, label)."""
+    if per_image.empty:
+        return {}
+    return {
+        k: g[["category", "id", "value"]]
+        for k, g in per_image.groupby(["detector", "explainer", "label"], sort=False)
+    }
+
+
+def _values(groups: dict, key: dict) -> pd.DataFrame:
     """Per-image values of one (detector, explainer, label) in one category, or in every
     category for ``category == "mean"``."""
-    sel = (
-        (per_image["detector"] == key["detector"])
-        & (per_image["explainer"] == key["explainer"])
-        & (per_image["label"] == key["label"])
-    )
-    if key["category"] != "mean":
-        sel &= per_image["category"] == key["category"]
-    return per_image[sel]
+    g = groups.get((key["detector"], key["explainer"], key["label"]), _EMPTY)
+    return g if key["category"] == "mean" else g[g["category"] == key["category"]]
 
 
 def compare_runs(
@@ -136,7 +143,7 @@ def compare_runs(
             "explainers, categories or metrics) are not compared"
         )
     same_data = _same_data(a, b)
-    pa, pb = a.per_image, b.per_image
+    pa, pb = _groups(a.per_image), _groups(b.per_image)
     rows = []
     for r in common.to_dict(orient="records"):
         hib_a, hib_b = r["higher_is_better_a"], r["higher_is_better_b"]
