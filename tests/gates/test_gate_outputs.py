@@ -144,3 +144,13 @@ def test_summary_all_pass(make_run, evaluate):
     assert text.rstrip().endswith(
         "1 check from 1 gate: 1 passed, 0 failed, 0 warnings → exit code 0**"
     )
+
+
+def test_names_are_escaped(make_run, evaluate):
+    evil = "<script>alert('x')</script> | & more"
+    rep = evaluate([GATES[2] | {"name": evil}], make_run())
+    text = markdown_summary(rep)
+    assert "<script>" not in text
+    assert "&lt;script&gt;alert('x')&lt;/script&gt; \\| &amp; more" in text
+    case = ET.fromstring(junit_xml_text(rep)).find("testsuite").find("testcase")
+    assert case.get("name") == f"{evil} [det_a / native / mean]"  # XML-escaped, read back

@@ -53,7 +53,18 @@ from xeval.errors import ConfigError, InputError
 from xeval.gates.runfolder import RunFolder
 from xeval.gates.spec import Gate, GateSpec
 
-__all__ = ["CHECKS", "DROP_TOLERANCE", "Check", "GateCase", "GateReport", "evaluate_spec"]
+__all__ = [
+    "CHECKS",
+    "DROP_TOLERANCE",
+    "Check",
+    "GateCase",
+    "GateReport",
+    "ci_text",
+    "evaluate_spec",
+    "fmt",
+    "resolve_label",
+    "select_rows",
+]
 
 #: Absolute slack on the ``max_drop`` comparison, for the rounding of ``baseline - value``.
 DROP_TOLERANCE = 1e-12
@@ -113,9 +124,7 @@ class GateCase:
 
     @property
     def ci_text(self) -> str:
-        if math.isnan(self.ci_low) or math.isnan(self.ci_high):
-            return "no CI"
-        return f"95% CI [{fmt(self.ci_low)}, {fmt(self.ci_high)}]"
+        return ci_text(self.ci_low, self.ci_high)
 
     @property
     def message(self) -> str:
@@ -155,6 +164,13 @@ def fmt(v: float, other: float | None = None) -> str:
     if other is not None and not math.isnan(other) and v != other and s == f"{other:.6g}":
         return repr(float(v))
     return s
+
+
+def ci_text(low: float, high: float) -> str:
+    """``95% CI [low, high]``, or ``no CI`` when either end is NaN."""
+    if math.isnan(low) or math.isnan(high):
+        return "no CI"
+    return f"95% CI [{fmt(low)}, {fmt(high)}]"
 
 
 def _undefined(row, what: str = "value") -> str:
@@ -213,12 +229,7 @@ def _check_verdict(gate: Gate, row, ctx: _Context) -> Check:
         per = sub[sub["control"] != ALL_CONTROLS]
         detail = "; ".join(
             f"{r.control}: {r.verdict} (mean diff {fmt(_num(r.mean_diff))}, "
-            + (
-                f"95% CI [{fmt(_num(r.ci_low))}, {fmt(_num(r.ci_high))}]"
-                if not (math.isnan(_num(r.ci_low)) or math.isnan(_num(r.ci_high)))
-                else "no CI"
-            )
-            + f", n={r.n})"
+            f"{ci_text(_num(r.ci_low), _num(r.ci_high))}, n={r.n})"
             for r in per.itertuples()
         )
     else:  # video runs: one row against every control
@@ -289,11 +300,7 @@ def _check_max_drop(gate: Gate, row, ctx: _Context) -> Check:
     worse = (b - v) if hib else (v - b)
     ok = worse <= limit + DROP_TOLERANCE
     rel = "<=" if ok else ">"
-    ci = (
-        f"95% CI [{fmt(float(base['ci_low']))}, {fmt(float(base['ci_high']))}]"
-        if not (math.isnan(float(base["ci_low"])) or math.isnan(float(base["ci_high"])))
-        else "no CI"
-    )
+    ci = ci_text(float(base["ci_low"]), float(base["ci_high"]))
     msg = (
         f"{word} {fmt(worse, limit)} from baseline {fmt(b)} ({ci}, n={int(base['n'])}) "
         f"{rel} max_drop {fmt(limit, worse)}"

@@ -4,7 +4,7 @@ summary page).
 Layout::
 
     ## xeval gates: FAILED
-    run `RUN_DIR` (config hash …, dataset fingerprint …); spec `SPEC`
+    run RUN_DIR (config hash …, dataset fingerprint …); spec SPEC
 
     > ⚠️ note ...                                 (one per note, e.g. a baseline
                                                     configured differently)
@@ -20,12 +20,13 @@ Layout::
 ``row`` is detector / explainer / category; ``measured`` the value (and the verdict for
 a verdict gate); ``bound`` every check of the gate (``≥ min``, ``≤ max``, ``verdict
 beats``, ``drop ≤ max_drop vs baseline …``); ``result`` ✅ pass, ❌ fail, ⚠️ a failed
-``severity: warn`` gate (not counted in the exit code). Table cells are escaped for
-Markdown (``|`` and line breaks).
+``severity: warn`` gate (not counted in the exit code). Every text from the spec or
+the run is escaped for Markdown (``|``, line breaks) and HTML (``<``, ``>``, ``&``).
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from xeval.gates.evaluate import GateCase, GateReport, fmt
@@ -36,8 +37,10 @@ __all__ = ["RESULT_MARKS", "markdown_summary", "write_summary"]
 RESULT_MARKS = {"pass": "✅", "fail": "❌", "warn": "⚠️"}
 
 
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _cell(text: object) -> str:
+    """One line of Markdown text: whitespace collapsed, ``|`` escaped, and ``<``, ``>``,
+    ``&`` HTML-escaped (Markdown viewers render inline HTML)."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
 
 def _plural(n: int, word: str) -> str:
@@ -59,13 +62,16 @@ def markdown_summary(report: GateReport) -> str:
     lines = [
         f"## xeval gates: {state}",
         "",
-        f"run `{run.path}` (config hash {run.config_hash}, dataset fingerprint "
-        f"{run.dataset_fingerprint}); spec `{report.spec.source}`"
-        + (
-            f"; baseline `{report.baseline.path}` (config hash {report.baseline.config_hash}, "
-            f"dataset fingerprint {report.baseline.dataset_fingerprint})"
-            if report.baseline is not None
-            else ""
+        _cell(
+            f"run {run.path} (config hash {run.config_hash}, dataset fingerprint "
+            f"{run.dataset_fingerprint}); spec {report.spec.source}"
+            + (
+                f"; baseline {report.baseline.path} (config hash "
+                f"{report.baseline.config_hash}, dataset fingerprint "
+                f"{report.baseline.dataset_fingerprint})"
+                if report.baseline is not None
+                else ""
+            )
         ),
         "",
     ]
