@@ -368,18 +368,18 @@ def record_run(
     ``run_dir``: the run's folder; ``manifest``, ``results`` and ``per_image`` not given
     are read from it (``manifest.json``, ``results.csv``, ``per_image.csv``). ``xeval
     score`` gives ``run_dir=None``, ``results`` = its table and ``manifest`` =
-    :func:`score_manifest`. ``registry``: the ``--registry`` option (``None``: see
+    :func:`score_manifest` (or calls :func:`record_score`, which builds both).
+    ``registry``: the ``--registry`` option (``None``: see
     :func:`~xeval.runs.store.registry_path`; ``"none"``/``"off"`` disables). ``argv``:
     the command line, kept for ``xeval runs``.
 
-    Never raises for a registry problem: it warns once (:class:`RegistryWarning`) and
-    returns ``None``, and the run keeps its exit code.
+    Never raises: whatever fails (the registry cannot be written, is locked, corrupt,
+    of a newer schema; the folder cannot be read) is one :class:`RegistryWarning`, the
+    result is ``None`` and the run keeps its exit code.
     """
-    path = None
-    try:
-        path = store.registry_path(registry)
-        if path is None:
-            return None
+
+    def make() -> RunRecord:
+        nonlocal manifest, results, per_image
         if run_dir is not None and (manifest is None or results is None):
             m, r, p = read_folder_tables(Path(run_dir))
             manifest = m if manifest is None else manifest
@@ -387,7 +387,7 @@ def record_run(
             per_image = p if per_image is None else per_image
         elif run_dir is not None and per_image is None:
             per_image = read_per_image_csv(Path(run_dir))
-        rec = build_record(
+        return build_record(
             command=command,
             run_dir=run_dir,
             manifest=manifest,
@@ -395,7 +395,54 @@ def record_run(
             per_image=per_image,
             argv=argv,
         )
-        return save_record(rec, registry=registry)
+
+    return _record_guarded(make, registry=registry)
+
+
+def record_score(
+    table: pd.DataFrame,
+    *,
+    maps: str | os.PathLike,
+    gt: str | os.PathLike,
+    fpr_limits=(0.3,),
+    mode: str = "exact",
+    threshold: float | None = None,
+    allow_missing: bool = False,
+    duration_s: float | None = None,
+    registry: str | Path | None = None,
+    argv: list[str] | None = None,
+) -> str | None:
+    """Record an ``xeval score`` result: ``table`` as :func:`score_folder
+    <xeval.engine.score.score_folder>` returns it and the call's options (see
+    :func:`score_manifest`); :func:`record_run` with ``run_dir=None``. Never raises for a
+    registry problem (one :class:`RegistryWarning`, ``None``)."""
+
+    def make() -> RunRecord:
+        manifest = score_manifest(
+            maps=maps,
+            gt=gt,
+            table=table,
+            fpr_limits=fpr_limits,
+            mode=mode,
+            threshold=threshold,
+            allow_missing=allow_missing,
+            duration_s=duration_s,
+        )
+        return build_record(
+            command="score", run_dir=None, manifest=manifest, results=table, argv=argv
+        )
+
+    return _record_guarded(make, registry=registry)
+
+
+def _record_guarded(make, *, registry) -> str | None:
+    """Save ``make()`` in the registry; any failure is one :class:`RegistryWarning`."""
+    path = None
+    try:
+        path = store.registry_path(registry)
+        if path is None:
+            return None
+        return save_record(make(), registry=registry)
     except Exception as exc:  # noqa: BLE001 - recording must never fail a finished run
         where = f" {path}" if path is not None else ""
         warnings.warn(
@@ -403,6 +450,6 @@ def record_run(
             f"({type(exc).__name__}; the run itself is complete; set --registry none or "
             f"{store.REGISTRY_ENV}=off to stop recording)",
             RegistryWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return None
