@@ -21,12 +21,12 @@ Layout::
 a verdict gate); ``bound`` every check of the gate (``≥ min``, ``≤ max``, ``verdict
 beats``, ``drop ≤ max_drop vs baseline …``); ``result`` ✅ pass, ❌ fail, ⚠️ a failed
 ``severity: warn`` gate (not counted in the exit code). Every text from the spec or
-the run is escaped for Markdown (``|``, line breaks) and HTML (``<``, ``>``, ``&``).
+the run is escaped for Markdown (``|``, line breaks) and cannot open an HTML tag.
 """
 
 from __future__ import annotations
 
-import html
+import re
 from pathlib import Path
 
 from xeval.gates.evaluate import GateCase, GateReport, fmt
@@ -35,12 +35,15 @@ __all__ = ["RESULT_MARKS", "markdown_summary", "write_summary"]
 
 #: Case status -> mark in the ``result`` column.
 RESULT_MARKS = {"pass": "✅", "fail": "❌", "warn": "⚠️"}
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def _cell(text: object) -> str:
-    """One line of Markdown text: whitespace collapsed, ``|`` escaped, and ``<``, ``>``,
-    ``&`` HTML-escaped (Markdown viewers render inline HTML)."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """One line of Markdown text: whitespace collapsed, ``|`` escaped, and every ``<``
+    that could open an HTML tag or comment escaped (Markdown viewers render inline HTML);
+    a ``<`` before a space or a digit (``0.5 < min 0.55``) stays readable."""
+    one_line = " ".join(str(text).split())
+    return _TAG_START.sub("&lt;", one_line).replace("|", "\\|")
 
 
 def _plural(n: int, word: str) -> str:
