@@ -505,7 +505,11 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir, options: dict) -
         title=f"xeval report: {cfg.name}",
         per_image=per_image_df,
     )
+    from xeval.reports.rebuild import save_report_inputs
+
+    inputs = save_report_inputs(report, out)  # what `xeval report` rebuilds from
     files = write_report(report, out, figures=cfg.report.figures)
+    files.update(inputs)
     atomic_write_text(out / "per_image.csv", per_image_df.to_csv(index=False))
     files["per_image.csv"] = out / "per_image.csv"
     manifest["timings"]["report_s"] = time.perf_counter() - t_start - timings["total_s"]

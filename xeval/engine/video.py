@@ -394,7 +394,10 @@ def _run(cfg: VideoRunConfig, out: Path) -> VideoRunResult:
     files["per_frame"] = atomic_write_text(out / "per_frame.csv", frames_df.to_csv(index=False))
     files["manifest"] = atomic_write_json(out / "manifest.json", manifest)
     res = VideoRunResult(results, frames_df, curves_df, manifest, out, files, extras)
+    from xeval.reports.rebuild import save_video_inputs
     from xeval.reports.video import write_video_report
+
+    res.files.update(save_video_inputs(res, ds, out))  # what `xeval report` rebuilds from
 
     res.files.update(write_video_report(res, ds, cfg))
     return res

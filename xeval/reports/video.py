@@ -479,12 +479,18 @@ def _md_text(text: object) -> str:
     return str(text).replace("*", "\\*")
 
 
-def write_video_report(res, ds, cfg) -> dict:
+def write_video_report(res, ds, cfg, *, verdicts: pd.DataFrame | None = None) -> dict:
     """Write ``results.md``, ``verdicts.csv``, ``index.html`` and ``figures/`` into the
-    run's folder; returns the paths written."""
+    run's folder; returns the paths written. ``verdicts``: the run's verdicts table
+    (``xeval report`` passes the one the run wrote); default: computed by
+    :func:`video_verdicts` from the results and the jackknife replicates."""
     out = Path(res.out_dir)
-    results, manifest = res.results, res.manifest
-    verdicts = video_verdicts(results, manifest, res.extras.get("replicates"))
+    # drawn from the manifest as manifest.json holds it (keys sorted), so that
+    # `xeval report` rebuilds the same text from the file
+    manifest = json.loads(json.dumps(res.manifest, sort_keys=True, default=str))
+    results = res.results
+    if verdicts is None:
+        verdicts = video_verdicts(results, manifest, res.extras.get("replicates"))
     files = {"verdicts": atomic_write_text(out / "verdicts.csv", verdicts.to_csv(index=False))}
     figures: dict[str, Path] = {}
     dets = list(dict.fromkeys(results["detector"]))
