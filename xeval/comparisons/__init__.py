@@ -9,23 +9,34 @@ categories (Friedman, Nemenyi, Holm), and interval estimates over runs.
 from __future__ import annotations
 
 from xeval.comparisons.paired import PairedResult, holm, paired_test
+from xeval.comparisons.pairwise import COMPARISON_COLUMNS, pairwise_comparisons
 from xeval.comparisons.ranking import (
+    RANKING_COLUMNS,
+    BlockRanking,
     Ranking,
     average_ranks,
+    category_rankings,
     cliques,
     critical_difference,
     friedman_ranking,
     q_alpha,
+    rankings_frame,
 )
 
 __all__ = [
+    "COMPARISON_COLUMNS",
+    "RANKING_COLUMNS",
+    "BlockRanking",
     "PairedResult",
     "Ranking",
     "average_ranks",
+    "category_rankings",
     "cliques",
     "critical_difference",
     "friedman_ranking",
     "holm",
     "paired_test",
+    "pairwise_comparisons",
     "q_alpha",
+    "rankings_frame",
 ]

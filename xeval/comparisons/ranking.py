@@ -12,7 +12,8 @@ comparisons of classifiers over multiple data sets*, JMLR 7, §3.2.2:
   of freedom. By default the tie-corrected statistic of
   :func:`scipy.stats.friedmanchisquare` (``chi2_F`` divided by
   ``1 - sum(t^3 - t) / (N k (k^2 - 1))`` over the tie groups ``t`` of every block);
-  ``tie_correction=False`` gives Demšar's uncorrected formula above. The Iman-Davenport
+  ``tie_correction=False`` gives Demšar's uncorrected formula above. (scipy needs
+  k >= 3; for k = 2 the same tie-corrected formula is computed here.) The Iman-Davenport
   statistic ``F_F = (N-1) chi2_F / (N(k-1) - chi2_F)`` follows an F distribution with
   ``k-1`` and ``(k-1)(N-1)`` degrees of freedom (less conservative; Demšar recommends it).
 - **Nemenyi post-hoc** (all pairs): two methods differ significantly when their average
@@ -344,16 +345,18 @@ def friedman_ranking(
 
 def _friedman(m: np.ndarray, r: np.ndarray, *, tie_correction: bool) -> tuple[float, float]:
     n, k = m.shape
-    if tie_correction:
-        if np.all(np.ptp(m, axis=1) == 0):
-            # every block ties all methods: scipy divides 0 by 0
-            return math.nan, math.nan
+    if tie_correction and np.all(np.ptp(m, axis=1) == 0):
+        return math.nan, math.nan  # every block ties all methods: 0 / 0
+    if tie_correction and k >= 3:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res = stats.friedmanchisquare(*m.T)
         return float(res.statistic), float(res.pvalue)
     rj = r.mean(axis=0)
     chi2 = 12.0 * n / (k * (k + 1)) * (np.sum(rj**2) - k * (k + 1) ** 2 / 4.0)
+    if tie_correction:  # k = 2, which scipy refuses: the same correction by hand
+        ties = sum(np.sum(c**3 - c) for c in (np.unique(row, return_counts=True)[1] for row in r))
+        chi2 /= 1.0 - ties / (n * k * (k * k - 1.0))
     return float(chi2), float(stats.chi2.sf(chi2, k - 1))
 
 
@@ -402,3 +405,203 @@ def _evidence(n: int, k: int, cd: float, min_blocks: int) -> tuple[str, str]:
     if n <= 10:
         return "sufficient", f"few blocks (N = {n}): the tests have little power"
     return "sufficient", ""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BlockRanking:
+    """One ranking made from a results table (see :func:`category_rankings`).
+
+    Attributes
+    ----------
+    kind : {"explainers", "detectors"}
+        What is ranked: the explainers of ``detector``, or the detectors on ``explainer``.
+    detector, explainer : str
+        The detector whose explainers are ranked (or ``""``), the explainer the detectors
+        are ranked on (or ``""``).
+    metric : str
+        Metric label.
+    controls : frozenset of str
+        Ranked methods that are trivial controls.
+    ranking : Ranking or None
+        None when the table cannot be ranked (``reason`` says why).
+    reason : str
+        Why there is no ranking.
+    """
+
+    kind: str
+    detector: str
+    explainer: str
+    metric: str
+    controls: frozenset[str]
+    ranking: Ranking | None
+    reason: str = ""
+
+    @property
+    def title(self) -> str:
+        """E.g. ``"aupro@0.3: explainers of padim"``."""
+        scope = (
+            f"explainers of {self.detector}"
+            if self.kind == "explainers"
+            else f"detectors on {self.explainer}"
+        )
+        return f"{self.metric}: {scope}"
+
+
+RANKING_COLUMNS = [
+    "kind",
+    "detector",
+    "explainer",
+    "metric",
+    "method",
+    "control",
+    "mean_rank",
+    "n_blocks",
+    "k",
+    "friedman_chi2",
+    "friedman_p",
+    "iman_davenport_f",
+    "iman_davenport_p",
+    "alpha",
+    "cd",
+    "groups",
+    "evidence",
+    "reason",
+]
+"""Columns of :func:`rankings_frame` (``rankings.csv``): one row per ranked method."""
+
+
+def category_rankings(
+    results: pd.DataFrame,
+    *,
+    metrics=None,
+    controls=None,
+    alpha: float = 0.05,
+    min_blocks: int = MIN_BLOCKS,
+) -> list[BlockRanking]:
+    """Rank methods across the categories of a results table, per metric.
+
+    Blocks are the (dataset, protocol, category) of the rows that are not ``"mean"``
+    rows; the score of a method in a block is its ``value``. For a metric of the
+    ``detection`` family the detectors are ranked, on the explainer they all share
+    (``native`` when shared, else the first shared real explainer); for any other metric
+    the explainers of each detector are ranked, controls included (and marked).
+
+    Parameters
+    ----------
+    results : DataFrame
+        The results long table.
+    metrics : iterable of str, optional
+        Metric labels; default: the headline metrics
+        (:func:`xeval.reports.tables.headline_metrics`).
+    controls : iterable of str, optional
+        Control explainers; default: those the results mark.
+    alpha, min_blocks
+        See :func:`friedman_ranking`.
+
+    Returns
+    -------
+    list of BlockRanking
+    """
+    from xeval.reports.data import controls_of, display_frame  # noqa: PLC0415
+    from xeval.reports.tables import headline_metrics  # noqa: PLC0415
+
+    controls = controls_of(results) if controls is None else frozenset(controls)
+    df = display_frame(results)
+    df = df[df["category"].astype(str) != "mean"].copy()
+    for c in ("detector", "explainer", "dataset", "protocol", "category"):
+        df[c] = df[c].where(df[c].notna(), "").astype(str)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
+    labels = headline_metrics(results) if metrics is None else [str(m) for m in metrics]
+    multi = [c for c in ("dataset", "protocol") if df[c].nunique() > 1]
+    df["block"] = df[[*multi, "category"]].agg(" / ".join, axis=1)
+    out: list[BlockRanking] = []
+    for metric in labels:
+        part = df[df["metric"] == metric]
+        if part.empty:
+            continue
+        hib = bool(
+            part["higher_is_better"].map(lambda v: str(v).lower() in {"true", "1"}).mean() >= 0.5
+        )
+        family = str(part["family"].iloc[0]) if "family" in part else ""
+        if family == "detection":
+            explainer = _shared_explainer(part, controls)
+            if explainer is None:
+                continue
+            sub = part[part["explainer"] == explainer]
+            out.append(
+                _rank(sub, "detector", kind="detectors", detector="", explainer=explainer,
+                      metric=metric, hib=hib, controls=frozenset(), alpha=alpha,
+                      min_blocks=min_blocks)
+            )  # fmt: skip
+            continue
+        for det, sub in part.groupby("detector", sort=False):
+            out.append(
+                _rank(sub, "explainer", kind="explainers", detector=det, explainer="",
+                      metric=metric, hib=hib, controls=controls, alpha=alpha,
+                      min_blocks=min_blocks)
+            )  # fmt: skip
+    return out
+
+
+def _shared_explainer(part: pd.DataFrame, controls: frozenset[str]) -> str | None:
+    dets = part["detector"].unique()
+    if len(dets) < 2:
+        return None
+    have = part.groupby("explainer", sort=False)["detector"].nunique()
+    shared = [e for e, n in have.items() if n == len(dets) and e not in controls]
+    if not shared:
+        return None
+    return "native" if "native" in shared else shared[0]
+
+
+def _rank(sub: pd.DataFrame, column: str, *, kind, detector, explainer, metric, hib, controls,
+          alpha, min_blocks) -> BlockRanking:  # fmt: skip
+    sub = sub.drop_duplicates(subset=["block", column], keep="last")
+    wide = sub.pivot(index="block", columns=column, values="value")
+    order = list(dict.fromkeys(sub[column]))
+    order = [m for m in order if m not in controls] + [m for m in order if m in controls]
+    wide = wide.reindex(index=list(dict.fromkeys(sub["block"])), columns=order)
+    present = frozenset(m for m in order if m in controls)
+    try:
+        ranking = friedman_ranking(wide, higher_is_better=hib, alpha=alpha, min_blocks=min_blocks)
+    except InputError as exc:
+        return BlockRanking(kind, detector, explainer, metric, present, None, str(exc))
+    return BlockRanking(kind, detector, explainer, metric, present, ranking)
+
+
+def rankings_frame(rankings: list[BlockRanking]) -> pd.DataFrame:
+    """The rankings as a long table (:data:`RANKING_COLUMNS`), one row per method, best
+    first; ``groups`` lists the CD cliques (1-based, ``;``-separated) the method is in."""
+    rows = []
+    for br in rankings:
+        base = {"kind": br.kind, "detector": br.detector, "explainer": br.explainer,
+                "metric": br.metric}  # fmt: skip
+        r = br.ranking
+        if r is None:
+            rows.append({**base, "evidence": "insufficient evidence", "reason": br.reason})
+            continue
+        for method, rank in r.mean_ranks.items():
+            groups = [str(i + 1) for i, g in enumerate(r.cliques) if method in g]
+            rows.append(
+                {
+                    **base,
+                    "method": method,
+                    "control": method in br.controls,
+                    "mean_rank": float(rank),
+                    "n_blocks": r.n_blocks,
+                    "k": r.k,
+                    "friedman_chi2": r.statistic,
+                    "friedman_p": r.p_value,
+                    "iman_davenport_f": r.iman_davenport,
+                    "iman_davenport_p": r.iman_davenport_p,
+                    "alpha": r.alpha,
+                    "cd": r.cd,
+                    "groups": ";".join(groups),
+                    "evidence": r.evidence,
+                    "reason": r.reason,
+                }
+            )
+    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
