@@ -444,7 +444,8 @@ def _record_guarded(make, *, registry) -> str | None:
             return None
         return save_record(make(), registry=registry)
     except Exception as exc:  # noqa: BLE001 - recording must never fail a finished run
-        where = f" {path}" if path is not None else ""
+        named = isinstance(exc, store.RegistryError) or path is None  # the message names it
+        where = "" if named else f" {path}"
         warnings.warn(
             f"the run was not recorded in the run registry{where}: {exc} "
             f"({type(exc).__name__}; the run itself is complete; set --registry none or "
