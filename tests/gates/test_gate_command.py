@@ -181,3 +181,19 @@ def test_video_run(tmp_path_factory, tmp_path, capsys):
     assert cases[0].get("name") == "localises [reasoning / native / all]"
     assert "closest control" in cases[1].find("system-out").text
     assert len(cases) >= 4
+
+
+def test_command_module_imports_light():
+    """The CLI imports this module to build its parser: no pandas / yaml at import."""
+    code = (
+        "import sys, xeval.gates, xeval.gates.command; "
+        "print(sorted(m for m in ('pandas', 'yaml', 'junit_xml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    import xeval.gates
+
+    assert xeval.gates.evaluate_spec.__module__ == "xeval.gates.evaluate"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        xeval.gates.nope  # noqa: B018
