@@ -150,3 +150,17 @@ def test_resume_must_be_a_bool_and_output_rules_hold(tmp_path):
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="was not written by xeval"):
         run(cfg, out_dir=foreign)
+
+
+def test_ground_truth_rows_on_the_tiny_model(quick_run):
+    res = pd.read_csv(quick_run / "results.csv")
+    gt = res[(res["family"] == "ground_truth") & (res["category"] == "brick")]
+    assert set(gt["label"]) == {"loo_spearman", "lds", "self_loo_spearman"}
+    for name in ("grad_dot", "random", "detector_score", "knn_distance"):
+        assert {"loo_spearman", "lds"} <= set(gt[gt["explainer"] == name]["label"])
+    # grad_cos has no self-influence: no self_loo_spearman row for it
+    assert "self_loo_spearman" not in set(gt[gt["explainer"] == "grad_cos"]["label"])
+    vals = gt["value"].dropna()
+    assert ((vals >= -1) & (vals <= 1)).all()
+    m = json.loads((quick_run / "manifest.json").read_text())
+    assert m["ground_truth"]["retrainings"].startswith("9 (leave-one-out) + 4 (subsets of 4)")

@@ -287,8 +287,7 @@ def _build_detector(cfg, seed: int, extra: dict | None = None):
     from xeval.adapters.registry import build_detector
 
     recipe = copy.deepcopy(cfg.detector)
-    recipe["params"] = {**recipe["params"], **(extra or {})}
-    recipe["params"].setdefault("seed", seed)
+    recipe["params"] = {**recipe["params"], **(extra or {}), "seed": seed}
     return build_detector(recipe)
 
 
@@ -655,7 +654,8 @@ def _conventions(cfg) -> dict:
         "planted (round-robin over defect types, seeded), shuffled among the normal "
         "training images; planted images leave the test set",
         "retraining": "the detector is trained from scratch on each contaminated set; its "
-        "seed is the repetition's seed (recipe params.seed, when given, wins)",
+        "seed (initialisation, batch order, augmentation) is the repetition's seed, which "
+        "replaces the recipe's params.seed",
         "ranking": "training images ranked by descending self-influence (methods) or "
         "score (controls); high = suspicious",
         "sign": "influence[i, j] = change of test image i's anomaly score when training "
@@ -680,7 +680,125 @@ def _conventions(cfg) -> dict:
 
 
 def _ground_truth(cfg, splits, size) -> tuple[list[dict], dict]:
-    """Exact leave-one-out and LDS on a tiny copy of the detector (first category)."""
-    from xeval.influence.ground_truth import ground_truth_rows
+    """Exact leave-one-out and LDS on a tiny copy of the detector (first category),
+    with the first seed.
 
-    return ground_truth_rows(cfg, splits, size)
+    The copy (the run's detector params, then ``ground_truth.detector`` over them;
+    ``batch_size`` 4096 and ``augment`` false unless given: full-batch, so that removing
+    an image is the only change between retrainings) is trained from the first seed on
+    ``n_train`` images: normal training images and anomalies planted at the largest
+    rate. Each method's influence on ``n_test`` test images (anomalies of the planted
+    types first) is compared with the exact leave-one-out effects (Spearman per test
+    image) and with retraining on ``n_subsets`` random subsets (LDS); self-influence
+    with the exact leave-one-out effect of each training image on itself."""
+    import json
+
+    from xeval.influence.evaluation import planted_auroc
+    from xeval.influence.ground_truth import (
+        leave_one_out,
+        linear_datamodeling_score,
+        loo_correlation,
+        random_subsets,
+        subset_scores,
+    )
+    from xeval.results import make_row
+
+    gt = cfg.ground_truth
+    cat, split = next(iter(splits.items()))
+    seed = cfg.seed
+    extra = {"batch_size": 4096, "augment": False, **gt.detector}
+    probe = _build_detector(cfg, seed, extra)
+    images = _Images(tuple(probe.input_size), cfg.batch_size, cat)
+    rate = max(cfg.contamination.rates)
+    gen = make_rng(seed, "ground-truth")
+    n_normal = max(2, int(round(gt.n_train * (1 - rate))))
+    if n_normal > len(split.train):
+        raise InputError(
+            f"ground_truth.n_train={gt.n_train} needs {n_normal} normal training images; "
+            f"category {cat!r} has {len(split.train)}"
+        )
+    normal = [split.train[i] for i in sorted(gen.permutation(len(split.train))[:n_normal])]
+    cs = contaminate(
+        normal,
+        split.test,
+        rate=rate,
+        seed=derived_seed(seed, cat, "gt"),
+        defects=cfg.contamination.defects,
+    )
+    tests = _pick_tests(cs, max_anomalies=gt.n_test, n_normal=gt.n_test, seed=seed)[: gt.n_test]
+    train, test_x = images(list(cs.train)), images(tests)
+    n = len(train)
+    both = np.concatenate([test_x, train])
+
+    def retrain(keep: np.ndarray) -> np.ndarray:
+        det = _build_detector(cfg, seed, extra)
+        det.fit([train[keep]])
+        return np.asarray(det.score(both), dtype=np.float64)
+
+    t = time.perf_counter()
+    loo_all = leave_one_out(retrain, n)
+    masks = random_subsets(n, fraction=gt.fraction, n_subsets=gt.n_subsets, seed=seed)
+    actual = subset_scores(retrain, masks)[:, : len(tests)]
+    retrain_s = time.perf_counter() - t
+    loo, loo_self = loo_all[: len(tests)], np.diag(loo_all[len(tests) :])
+    det = _build_detector(cfg, seed, extra)
+    det.fit([train])
+    rows = []
+    info = {
+        "category": cat,
+        "training images": f"{n} ({cs.k} planted at rate {rate:g})",
+        "test images": len(tests),
+        "retrainings": f"{n + 1} (leave-one-out) + {gt.n_subsets} (subsets of "
+        f"{int(masks[0].sum())}), {retrain_s:.1f} s",
+        "detector": json.dumps({**cfg.detector["params"], **extra}, sort_keys=True, default=str),
+        "exact leave-one-out self-effect, planted AUROC": round(
+            planted_auroc(loo_self, cs.planted), 4
+        ),
+    }
+    for name, control, (self_fn, matrix_fn) in _rankers(cfg, seed):
+        print(f"[xeval] ground truth: {name}", file=sys.stderr)
+        mat = np.asarray(matrix_fn(det, train, test_x), dtype=np.float64)
+        per = {
+            "loo_spearman": loo_correlation(mat, loo),
+            "lds": linear_datamodeling_score(mat, masks, actual),
+        }
+        try:
+            s = np.asarray(self_fn(det, train), dtype=np.float64)
+            per["self_loo_spearman"] = loo_correlation(s[None], loo_self[None])
+        except InputError:
+            if control:
+                raise
+        for metric, vals in per.items():
+            summ = seed_summary(vals)
+            rows.append(
+                make_row(
+                    detector=cfg.detector["name"],
+                    explainer=name,
+                    dataset=cfg.dataset.name,
+                    category=cat,
+                    protocol=cfg.name,
+                    metric=metric,
+                    label=metric,
+                    family="ground_truth",
+                    params=json.dumps({"fraction": gt.fraction, "n_subsets": gt.n_subsets}),
+                    value=summ["mean"],
+                    ci_low=summ["ci_low"],
+                    ci_high=summ["ci_high"],
+                    n=summ["n"],
+                    higher_is_better=True,
+                    control=control,
+                    note=_GT_NOTES[metric],
+                )
+            )
+    return rows, info
+
+
+_GT_NOTES = {
+    "loo_spearman": "Spearman over training images of influence and exact leave-one-out "
+    "effects, mean over test images [95% t-interval over test images]",
+    "lds": "linear datamodelling score (TRAK): Spearman over random subsets of the "
+    "predicted (sum of influence over the removed images) and retrained scores, mean over "
+    "test images [95% t-interval over test images]",
+    "self_loo_spearman": "Spearman over training images of self-influence and each image's "
+    "exact leave-one-out effect on its own score (one value)",
+}

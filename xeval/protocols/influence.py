@@ -30,7 +30,8 @@ up front: unknown keys, methods, baselines and options are :class:`ConfigError` 
 the key and listing the valid ones.
 
 Seeds: ``seeds`` lists the repetitions; each seed draws the planted images, trains the
-detector and seeds the methods and the random control. The dataset itself is built
+detector (it replaces the recipe's ``params.seed``) and seeds the methods and the random
+control. The dataset itself is built
 once with the first seed (unless ``dataset.seed`` is given), so repetitions differ by
 contamination and training, not by data. :attr:`InfluenceConfig.seed` is the first seed.
 """
