@@ -164,3 +164,42 @@ def test_ground_truth_rows_on_the_tiny_model(quick_run):
     assert ((vals >= -1) & (vals <= 1)).all()
     m = json.loads((quick_run / "manifest.json").read_text())
     assert m["ground_truth"]["retrainings"].startswith("9 (leave-one-out) + 4 (subsets of 4)")
+
+
+def test_pick_tests_takes_planted_types_only_and_never_a_planted_image():
+    from dataclasses import dataclass as dc
+
+    from xeval.engine.influence import _pick_tests
+    from xeval.influence.contamination import contaminate
+
+    @dc(frozen=True)
+    class It:
+        id: str
+        defect: str
+
+    normal = [It(f"n{i}", "good") for i in range(30)]
+    pool = [It(f"{t}{i}", t) for t in ("hole", "stain", "cut") for i in range(5)]
+    pool += [It(f"g{i}", "good") for i in range(4)]
+    cs = contaminate(normal, pool, rate=0.1, seed=0, defects=["hole", "stain"])
+    picked = _pick_tests(cs, max_anomalies=6, n_normal=2, seed=1)
+    planted = {it.id for it in cs.train if it.defect != "good"}
+    assert not planted & {p.id for p in picked}
+    kinds = [p.defect for p in picked]
+    assert kinds[-2:] == ["good", "good"] and set(kinds[:-2]) == {"hole", "stain"}
+    assert abs(kinds.count("hole") - kinds.count("stain")) <= 1
+    assert picked == _pick_tests(cs, max_anomalies=6, n_normal=2, seed=1)
+
+
+def test_html_escapes_every_string():
+    from pathlib import Path
+
+    from xeval.reports.influence import _html
+
+    page = _html(
+        "# <script>x</script>\n- a <img src=x onerror=1>\n| m | <b> |\n|---|---|\n| 1 | 2 |\n",
+        {},
+        Path("."),
+        {},
+    )
+    assert "<script>x" not in page and "&lt;script&gt;" in page
+    assert "<img src=x" not in page and "&lt;b&gt;" in page

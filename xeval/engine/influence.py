@@ -141,7 +141,9 @@ METRICS: dict[str, _Metric] = {
             "peak_memory_mb",
             False,
             "cost",
-            "peak resident memory above the start of the call (MiB), max over calls",
+            "peak resident memory above its value at the start of the call (MiB): the "
+            "larger of a repetition's self-influence and influence calls, mean over "
+            "repetitions",
             per_rate=False,
         ),
     )
@@ -671,8 +673,9 @@ def _conventions(cfg) -> dict:
         f"(seed, rate); top-k with k = {cfg.per_test.top_k}; attribution AP and similarity "
         "rate over the anomalies, cardinality over all explained test images",
         "spread": f"mean over seeds, {CONFIDENCE:.0%} Student-t interval over seeds (n - 1 "
-        "degrees of freedom), standard deviation and range in the note; per-seed values in "
-        "per_seed.csv",
+        "degrees of freedom; with few seeds it is wide and may leave the metric's range, "
+        "e.g. above 1 for an AUROC: it is not clipped), standard deviation and range in the "
+        "note; per-seed values in per_seed.csv",
         "cost": "wall seconds per training image (self-influence) and per test image "
         "(influence), on this machine's torch threads; peak memory = peak resident set size "
         "above its value at the start of the call, sampled every 2 ms",
