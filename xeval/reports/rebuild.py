@@ -246,6 +246,31 @@ def _compact(a: np.ndarray) -> np.ndarray:
     return a
 
 
+#: Integer encodings of images read from 8- and 16-bit files (as
+#: :func:`xeval.data.io.read_image` makes them: ``float32(pixel) / float32(max)``).
+_PIXEL_CODES = {"u8": (np.uint8, 255.0), "u16": (np.uint16, 65535.0)}
+
+
+def _decode_pixels(a: np.ndarray, code: str) -> np.ndarray:
+    _, top = _PIXEL_CODES[code]
+    return a.astype(np.float32) / np.float32(top)
+
+
+def _encode_image(image: np.ndarray) -> tuple[np.ndarray, str]:
+    """``(stored array, code)``: the image as 8- or 16-bit integers when decoding them
+    gives back exactly the same values (code ``"u8"`` / ``"u16"``), else as float
+    (:func:`_compact`, code ``""``). A gallery image is 4 to 8 times smaller this way."""
+    image = np.asarray(image)
+    if image.dtype.kind == "f" and image.size and np.isfinite(image).all():
+        for code, (dtype, top) in _PIXEL_CODES.items():
+            if image.min() < 0 or image.max() > 1:
+                break
+            ints = np.rint(image * top).astype(dtype)
+            if np.array_equal(_decode_pixels(ints, code).astype(image.dtype), image):
+                return ints, code
+    return _compact(image), ""
+
+
 def curves_csv(curves: pd.DataFrame) -> str:
     """A curves table as CSV text (every float written with its shortest exact repr)."""
     return curves.to_csv(index=False, lineterminator="\n")
@@ -268,7 +293,7 @@ def save_report_inputs(report, out: str | os.PathLike) -> dict[str, Path]:
                 "metric": str(g.metric),
             }
         )
-        arrays[f"image_{i}"] = _compact(g.image)
+        arrays[f"image_{i}"], items[-1]["pixels"] = _encode_image(g.image)
         arrays[f"mask_{i}"] = np.asarray(g.mask, dtype=bool)
         arrays[f"amap_{i}"] = _compact(g.amap)
     meta = {"format": "gallery", "version": STORE_VERSION, "items": items}
@@ -433,12 +458,22 @@ def _read_gallery(path: Path) -> list:
                 k: arrays.field(entry, k, str, where)
                 for k in ("detector", "explainer", "category", "sample_id", "rank", "metric")
             }
+            code = entry.get("pixels", "")
+            if code not in ("", *_PIXEL_CODES):
+                raise InputError(
+                    f"{path}: {where}: pixels {code!r}; expected one of {['', *_PIXEL_CODES]}"
+                )
+            image = arrays.get(f"image_{i}", kinds="u" if code else "f", ndim=(2, 3))
+            if code:
+                if image.dtype != _PIXEL_CODES[code][0]:
+                    raise InputError(f"{path}: {where}: pixels {code!r} stored as {image.dtype}")
+                image = _decode_pixels(image, code)
             try:
                 out.append(
                     GalleryItem(
                         **fields,
                         value=float(values[i]),
-                        image=arrays.get(f"image_{i}", kinds="fiu", ndim=(2, 3)),
+                        image=image,
                         mask=arrays.get(f"mask_{i}", kinds="b", ndim=2),
                         amap=arrays.get(f"amap_{i}", kinds="fiu", ndim=2),
                     )
@@ -656,6 +691,14 @@ def load_video_run(run_dir: str | os.PathLike) -> StoredVideoRun:
     ):
         raise InputError(
             f"{run / 'manifest.json'}: a video manifest needs 'dataset' and 'conventions' objects"
+        )
+    metrics = manifest["conventions"].get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(d, dict) and {"params", "note"} <= set(d) for d in metrics.values()
+    ):
+        raise InputError(
+            f"{run / 'manifest.json'}: conventions.metrics must map each metric label to "
+            "an object with 'params' and 'note'"
         )
     need = ("name", "train_videos", "test_videos", "test_frames", "anomalous_test_frames")
     lacking = [k for k in need if k not in manifest["dataset"]]
