@@ -7,11 +7,14 @@ import json
 import os
 import re
 import sqlite3
+import uuid
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from xeval.reports.writer import read_results_csv
 from xeval.results import RESULT_COLUMNS
@@ -350,3 +353,53 @@ def test_read_run_folder_names_bad_manifest(tmp_path, run_pair):
     (run_pair[0] / "manifest.json").write_text("{not json")
     with pytest.raises(store.InputError, match="manifest.json is not valid JSON"):
         read_run_folder(run_pair[0])
+
+
+# ---------------------------------------------------------------------------- property
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=8)
+_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(_text, _text, _float, _float, st.booleans(), st.integers(0, 10**6)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_results_table_round_trips_exactly(tmp_path, rows):
+    """Whatever the text (quotes, unicode, 'nan', '') and the floats (NaN, +-inf, -0.0),
+    the results read back equal the results recorded, row order kept."""
+    from xeval.results import make_row, results_frame
+    from xeval.runs.record import build_record, save_record
+
+    df = results_frame(
+        [
+            make_row(
+                detector=d,
+                explainer="e",
+                dataset="x",
+                category=c,
+                metric="m",
+                label=f"m{k}",
+                value=v,
+                ci_low=lo,
+                higher_is_better=h,
+                n=n,
+            )  # fmt: skip
+            for k, (d, c, v, lo, h, n) in enumerate(rows)
+        ]
+    )
+    reg = tmp_path / f"{uuid.uuid4().hex}.sqlite"
+    rid = save_record(
+        build_record(command="run", run_dir=None, manifest={}, results=df), registry=reg
+    )
+    got = load_run(rid, registry=reg).results
+    pd.testing.assert_frame_equal(got[RESULT_COLUMNS], df.astype(got.dtypes.to_dict()))
+    for col in ("value", "ci_low"):
+        x, y = got[col].to_numpy(float), df[col].to_numpy(float)
+        ok = ~np.isnan(y)
+        np.testing.assert_array_equal(np.signbit(x[ok]), np.signbit(y[ok]))  # -0.0 kept
