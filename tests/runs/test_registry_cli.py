@@ -140,6 +140,8 @@ def test_demo_folder_recorded_listed_and_compared_after_moving(registry, demo_co
     data = json.loads(out)
     assert data["notes"] == []  # same config, same data, same version
     assert all(r["change"] in ("same", "undefined") for r in data["rows"])
+    assert {r["verdict"] for r in data["rows"]} <= {"identical", "not tested"}
+    assert any(r["verdict"] == "identical" for r in data["rows"])
     vals = np.array([r["diff"] for r in data["rows"] if r["diff"] is not None])
     assert vals.size and np.all(vals == 0)
     # the moved folder holds a finished run: it is compared directly

@@ -77,6 +77,9 @@ def test_paired_tests_equal_scipy_and_holm_equals_statsmodels(pair):
     tested = t[t["p_value"].notna()]
     # native: every paired difference is zero (same values): no test; saliency: tested
     assert set(tested["explainer"]) == {"saliency"}
+    same = t[(t["explainer"] == "native") & t["label"].isin(PER_IMAGE_METRICS)]
+    assert len(same) == 6 and same["verdict"].eq("identical").all()
+    assert same["n_pairs"].gt(0).all() and same["paired_diff"].eq(0).all()
     assert len(tested) == len(PER_IMAGE_METRICS) * (len(CATEGORIES) + 1)
     for r in tested.to_dict(orient="records"):
         sa = wa[wa["explainer"] == r["explainer"]]

@@ -13,8 +13,11 @@ For every (detector, explainer, category, metric label) present in both runs:
   correction (:func:`xeval.comparisons.holm`) over every test of the table (one
   family). A ``mean`` row pairs the images of all categories. ``paired_diff`` and its
   CI are in B − A orientation, like ``diff``. ``verdict``: ``B better`` / ``B worse``
-  when the Holm-adjusted p-value is below ``alpha``, ``no significant difference``
-  otherwise, ``not tested`` without per-image pairs (the reason is in ``note``).
+  (by the sign of the mean paired difference and the metric's direction) when the
+  Holm-adjusted p-value is below ``alpha``, ``no significant difference`` otherwise
+  (with few pairs the test cannot reach ``alpha``: ``n_pairs`` says how many),
+  ``identical`` when every paired difference is zero, ``not tested`` without per-image
+  pairs (the reason is in ``note``).
 
 Runs whose dataset fingerprints differ are compared value by value only, and flagged:
 their per-image values are not of the same images. Different configurations (config
@@ -217,9 +220,10 @@ def _paired(xa: pd.DataFrame, xb: pd.DataFrame, *, hib: bool, n_boot: int, seed:
         )
     sign = 1.0 if hib else -1.0  # paired_test's difference is "B better" positive
     lo, hi = sorted((sign * res.ci_low, sign * res.ci_high))
-    notes = []
+    notes, verdict = [], "not tested"
     if not math.isfinite(res.p_value):
         notes.append("test undefined: every paired difference is zero")
+        verdict = "identical"
     unpaired = len(xa) + len(xb) - 2 * len(pairs)
     if unpaired:
         notes.append(f"{unpaired} image value(s) not in both runs left out")
@@ -229,6 +233,7 @@ def _paired(xa: pd.DataFrame, xb: pd.DataFrame, *, hib: bool, n_boot: int, seed:
         "ci_low": lo,
         "ci_high": hi,
         "p_value": res.p_value,
+        "verdict": verdict,
         "note": "; ".join(notes),
     }
 
