@@ -99,7 +99,7 @@ def test_no_control_note_without_controls_and_nan():
 
 
 def test_metric_selection_and_errors(report_data):
-    tex = latex_tables(report_data, metrics=["iou@t", "pixel_auroc"])
+    tex = latex_tables(report_data, metrics=["iou@t", "pixel_auroc"], statistics=False)
     assert tex.index(r"\caption{iou@t") < tex.index(r"\caption{pixel\_auroc")
     assert tex.count(r"\begin{table}") == 2
     with pytest.raises(InputError, match="valid:"):
@@ -111,7 +111,7 @@ def test_metric_selection_and_errors(report_data):
 
 
 def test_all_metrics_and_oracle_flagged(report_data):
-    tex = latex_tables(report_data)
+    tex = latex_tables(report_data, statistics=False)
     assert tex.count(r"\begin{table}") == report_data.results["label"].nunique()
     cap = next(ln for ln in tex.splitlines() if ln.startswith(r"\caption{iou\_oracle"))
     assert "optimistic" in cap

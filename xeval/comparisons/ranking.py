@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scikit_posthocs as sp
 from scipy import stats
 
 from xeval.comparisons.paired import holm
@@ -312,6 +311,8 @@ def friedman_ranking(
     q = q_alpha(k, alpha)
     se = math.sqrt(k * (k + 1) / (6.0 * n))
     cd = q * se
+    import scikit_posthocs as sp  # noqa: PLC0415  (imported when used: ~1 s)
+
     # scikit-posthocs ranks ascending; the p-values depend on |R_i - R_j| only
     oriented = m if higher_is_better else -m
     nemenyi = _relabel(sp.posthoc_nemenyi_friedman(oriented), methods)

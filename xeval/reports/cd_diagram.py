@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -33,7 +34,13 @@ from xeval.comparisons.ranking import cliques as find_cliques
 from xeval.errors import InputError
 from xeval.reports.figures import _save, _style, _t, _wrap, explainer_colors
 
-__all__ = ["cd_caption", "cd_diagram_figure", "plot_cd_diagram", "ranking_figure"]
+__all__ = [
+    "cd_caption",
+    "cd_diagram_figure",
+    "figure_key",
+    "plot_cd_diagram",
+    "ranking_figure",
+]
 
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column paper
 FONT_SIZE = 7.0
@@ -212,6 +219,14 @@ def plot_cd_diagram(
 ) -> Path:
     """Draw :func:`ranking_figure` and write it as PNG (atomically)."""
     return _save(ranking_figure(br, colors=colors, width=width), out_path, dpi=dpi)
+
+
+def figure_key(index: int, br: BlockRanking) -> str:
+    """The report's figure key of the ``index``-th ranking (``figures/<key>.png``):
+    ``cd_<index>_<metric>_<detector or explainer>``, file-name safe."""
+    scope = br.detector if br.kind == "explainers" else f"detectors_{br.explainer}"
+    raw = f"cd_{index}_{br.metric}_{scope}"
+    return re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9@._-]+", "_", raw)).strip("._")
 
 
 def cd_caption(br: BlockRanking) -> str:

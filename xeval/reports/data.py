@@ -119,6 +119,14 @@ class ReportData:
     per_image : DataFrame, optional
         The per-image table (which images the costly metrics ran on, and why some have
         no value).
+    comparisons : DataFrame, optional
+        Paired tests between explainers and between detectors on the same images
+        (:func:`xeval.comparisons.pairwise_comparisons`); made from ``per_image`` by
+        :func:`with_statistics` when not given.
+    rankings : list of BlockRanking, optional
+        Friedman rankings across categories
+        (:func:`xeval.comparisons.category_rankings`); made from ``results`` by
+        :func:`with_statistics` when not given.
     """
 
     results: pd.DataFrame
@@ -129,6 +137,8 @@ class ReportData:
     verdicts: pd.DataFrame | None = None
     ranks: pd.DataFrame | None = None
     per_image: pd.DataFrame | None = None
+    comparisons: pd.DataFrame | None = None
+    rankings: list | None = None
 
     def __post_init__(self) -> None:
         check_results(self.results)
@@ -142,6 +152,42 @@ class ReportData:
             raise InputError(f"ReportData.gallery must hold GalleryItem, got {type(bad[0])}")
         if not isinstance(self.manifest, dict):
             raise InputError(f"ReportData.manifest must be a dict, got {type(self.manifest)}")
+
+
+DEFAULT_N_BOOT = 1000
+
+
+def statistics_options(manifest: dict[str, Any] | None) -> dict[str, int]:
+    """``n_boot`` and ``seed`` of a run's statistics: the run's own bootstrap count
+    (``config.evaluation.bootstrap``) and seed (``seed``) from its manifest, else
+    :data:`DEFAULT_N_BOOT` and 0."""
+    manifest = manifest or {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    evaluation = config.get("evaluation") if isinstance(config.get("evaluation"), dict) else {}
+    n_boot, seed = evaluation.get("bootstrap", DEFAULT_N_BOOT), manifest.get("seed", 0)
+    ok = isinstance(n_boot, int) and not isinstance(n_boot, bool) and n_boot >= 1
+    return {
+        "n_boot": int(n_boot) if ok else DEFAULT_N_BOOT,
+        "seed": int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0,
+    }
+
+
+def with_statistics(report: ReportData, *, controls=None) -> ReportData:
+    """Fill ``report.comparisons`` (when it has a per-image table) and
+    ``report.rankings`` where they are None, with the run's bootstrap count and seed
+    (:func:`statistics_options`); returns ``report`` (changed in place)."""
+    from xeval.comparisons import category_rankings, pairwise_comparisons  # noqa: PLC0415
+
+    if report.comparisons is None and report.per_image is not None and len(report.per_image):
+        report.comparisons = pairwise_comparisons(
+            report.per_image,
+            report.results,
+            controls=controls,
+            **statistics_options(report.manifest),
+        )
+    if report.rankings is None:
+        report.rankings = category_rankings(report.results, controls=controls)
+    return report
 
 
 DEFAULT_CONTROLS = frozenset({"random", "sobel", "centre"})

@@ -19,15 +19,22 @@ import pandas as pd
 from xeval import __version__
 from xeval.reports.data import ReportData, controls_of, display_frame
 from xeval.reports.tables import (
+    ALPHA,
     DAGGER,
     DOWN,
     MEAN,
+    PAIRED_LEGEND,
+    RANKING_LEGEND,
     UP,
     MetricTable,
     best_mask,
+    comparison_cells,
+    comparison_groups,
     format_value,
     headline_metrics,
     metric_tables,
+    ranking_rows,
+    ranking_summary,
     summary_frame,
 )
 
@@ -107,8 +114,9 @@ def render_html(
         _verdict_section(report.verdicts, report.results),
         _subset_section(report.per_image),
         _rank_section(report.ranks, decimals=decimals),
+        _comparisons_section(report, figure_paths or {}, decimals=decimals),
         _metric_sections(tables, decimals=decimals, verdicts=report.verdicts),
-        _figures(figure_paths or {}),
+        _figures({k: v for k, v in (figure_paths or {}).items() if not k.startswith("cd_")}),
         _manifest(report.manifest),
     ]
     if tables_md:
@@ -143,7 +151,7 @@ def _header(report: ReportData, tables: list[MetricTable], files: Sequence[str])
     nav = (
         "<nav><a href='#conclusion'>Conclusion</a><a href='#summary'>Summary</a>"
         "<a href='#verdicts'>Verdicts</a><a href='#subsets'>Subsets</a>"
-        "<a href='#tables'>Tables</a>"
+        "<a href='#comparisons'>Comparisons</a><a href='#tables'>Tables</a>"
         "<a href='#figures'>Figures</a><a href='#manifest'>Manifest</a>"
         f"<span class='muted'>files: {links}</span></nav>"
     )
@@ -373,6 +381,69 @@ def _rank_section(ranks, *, decimals: int) -> str:
         "per detector on each metric (mean over categories; 1 = best, controls "
         "included), and the mean rank.</p>" + _frame_table(ranks, decimals=2) + "</section>"
     )
+
+
+def _comparisons_section(
+    report: ReportData, figure_paths: Mapping[str, str], *, decimals: int
+) -> str:
+    """Rankings across categories (with their CD diagrams) and the paired comparisons on
+    the same images; empty when the report has neither."""
+    from xeval.reports.cd_diagram import cd_caption, figure_key  # noqa: PLC0415
+
+    rankings, comparisons = report.rankings or [], report.comparisons
+    if not rankings and (comparisons is None or not len(comparisons)):
+        return ""
+    out = ["<section id='comparisons'><h2>Comparisons</h2>"]
+    if rankings:
+        out.append(
+            "<h3>Rankings across categories</h3>"
+            f"<p class='muted'>{escape(RANKING_LEGEND)} All rankings: "
+            "rankings.csv.</p>"
+        )
+        for i, br in enumerate(rankings):
+            out.append(f"<h4>{escape(br.title)}</h4>")
+            out.append(f"<p class='legend'>{escape(ranking_summary(br))}</p>")
+            path = figure_paths.get(figure_key(i, br))
+            if path:
+                caption = escape(cd_caption(br))
+                out.append(
+                    f"<figure><img src='{_href(path)}' alt='{caption}' loading='lazy'>"
+                    f"<figcaption>{caption}</figcaption></figure>"
+                )
+            rows = ranking_rows(br)
+            if rows:
+                out.append(_frame_table(pd.DataFrame(rows), decimals=decimals))
+    if comparisons is not None and len(comparisons):
+        out.append(
+            "<h3>Paired comparisons on the same images</h3>"
+            f"<p class='muted'>{escape(PAIRED_LEGEND)} All rows: comparisons.csv.</p>"
+        )
+        for title, rows in comparison_groups(comparisons):
+            kind = rows["kind"].iloc[0]
+            sig = int((rows["p_holm"] < ALPHA).sum())
+            head = "".join(
+                f"<th>{escape(c)}</th>" for c in ["metric", *comparison_cells(rows.iloc[0])]
+            )
+            body = []
+            for _, row in rows.iterrows():
+                cells = comparison_cells(row, decimals=decimals, kind=kind)
+                strong = not pd.isna(row["p_holm"]) and row["p_holm"] < ALPHA
+                tds = [f"<td class='name'>{escape(str(row['metric']))}</td>"]
+                for key, text in cells.items():
+                    cls = "name" if key in ("a", "b") else "num"
+                    text = escape(text)
+                    if key == "Holm p" and strong:
+                        text, cls = f"<strong>{text}</strong>", "num best"
+                    tds.append(f"<td class='{cls}'>{text}</td>")
+                control = bool(row["a_control"] or row["b_control"]) and kind == "explainers"
+                body.append(f"<tr{_cls('control' if control else '')}>{''.join(tds)}</tr>")
+            out.append(
+                f"<details><summary>{escape(title)}: {len(rows)} comparisons, {sig} with "
+                f"Holm p &lt; {ALPHA:g}</summary><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table></details>"
+            )
+    out.append("</section>")
+    return "\n".join(out)
 
 
 def _metric_sections(tables: list[MetricTable], *, decimals: int, verdicts=None) -> str:

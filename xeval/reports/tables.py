@@ -447,10 +447,36 @@ _TEX_SPECIAL = {
 }
 
 
+_TEX_SYMBOLS = {
+    # symbols the report's own text uses, which pdflatex cannot typeset from UTF-8
+    "\u03c7\u00b2": r"$\chi^2$",
+    "\u03c7": r"$\chi$",
+    "\u00b2": r"$^2$",
+    "\u03b1": r"$\alpha$",
+    "\u2212": r"$-$",
+    "\u2013": "--",
+    "\u2020": r"$^\dagger$",
+    "\u2191": r"$\uparrow$",
+    "\u2193": r"$\downarrow$",
+    "\u00b1": r"$\pm$",
+    "\u00d7": r"$\times$",
+    "\u2264": r"$\leq$",
+    "\u2265": r"$\geq$",
+    "\u0161": r"\v{s}",
+}
+_TEX_PATTERN = re.compile(
+    "|".join(re.escape(k) for k in sorted(_TEX_SYMBOLS, key=len, reverse=True)) + "|."
+)
+
+
 def tex_escape(text: object) -> str:
     """``text`` on one line with LaTeX's special characters escaped
-    (``\\ & % $ # _ { } ~ ^ < >``): safe in text mode and inside ``\\caption``."""
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in " ".join(str(text).split()))
+    (``\\ & % $ # _ { } ~ ^ < >``) and the report's symbols (``χ² α − – † ↑ ↓ ±``...)
+    written as LaTeX commands: safe in text mode and inside ``\\caption``."""
+    one_line = " ".join(str(text).split())
+    return "".join(
+        _TEX_SYMBOLS.get(m, _TEX_SPECIAL.get(m, m)) for m in _TEX_PATTERN.findall(one_line)
+    )
 
 
 _tex = tex_escape
@@ -571,3 +597,149 @@ def _threshold_text(thresholds: list[float], *, decimals: int) -> str:
         return f"threshold t = {vals} (chosen on normal validation data unless noted)"
     lo, hi = fmt.format(thresholds[0]), fmt.format(thresholds[-1])
     return f"threshold t in [{lo}, {hi}] ({len(thresholds)} values, see results.csv)"
+
+
+# --------------------------------------------------------------------------- comparisons
+
+ALPHA = 0.05
+"""Level at which the comparison tables mark a Holm-adjusted p-value as significant."""
+
+PAIRED_LEGEND = (
+    "Per image, on the images where both have a value: mean difference a \u2212 b in the "
+    "metric's direction (positive: a is better) with its 95% paired percentile bootstrap "
+    "CI; p: two-sided Wilcoxon signed-rank test (zero differences dropped, mid-ranks for "
+    "ties); Holm p: Holm-adjusted within the family (one family per detector and metric "
+    "for explainers, per explainer and metric for detectors; its size in brackets). "
+    f"Bold: Holm p < {ALPHA:g}. {DAGGER}: trivial control."
+)
+
+RANKING_LEGEND = (
+    "Blocks = categories (the per-category values of results.csv), methods ranked per "
+    "category (1 = best, mid-ranks for ties) and averaged. Friedman test (tie-corrected "
+    "\u03c7\u00b2; Iman\u2013Davenport F), Nemenyi critical difference CD at "
+    f"\u03b1 = {ALPHA:g}: methods in the same group differ by less than CD (not told "
+    "apart); Holm post-hoc: pairwise z-tests on the average ranks, Holm-adjusted. With "
+    "few categories these tests have little power: then the ranking is reported as "
+    "insufficient evidence and is a description only."
+)
+
+
+def format_p(p: float) -> str:
+    """A p-value for display: ``"<0.001"``, else 3 decimals; ``"n/a"`` when undefined."""
+    if p is None or pd.isna(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{float(p):.3f}"
+
+
+def comparison_groups(comparisons: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of a comparisons table grouped for display: ``("explainers of D", rows)``
+    per detector, then ``("detectors on E", rows)`` per shared explainer."""
+    out = []
+    for kind, key in (("explainers", "detector"), ("detectors", "explainer")):
+        part = comparisons[comparisons["kind"] == kind]
+        for name, rows in part.groupby(key, sort=False):
+            title = f"explainers of {name}" if kind == "explainers" else f"detectors on {name}"
+            out.append((title, rows))
+    return out
+
+
+def comparison_cells(row, *, decimals: int = 3, kind: str = "explainers") -> dict[str, str]:
+    """Display strings of one comparisons row (plain text, not escaped)."""
+    mark = DAGGER if kind == "explainers" else ""
+    return {
+        "a": str(row["a"]) + (mark if row["a_control"] else ""),
+        "b": str(row["b"]) + (mark if row["b_control"] else ""),
+        "n": f"{int(row['n'])}",
+        "mean a": format_value(row["mean_a"], decimals=decimals),
+        "mean b": format_value(row["mean_b"], decimals=decimals),
+        "a \u2212 b": format_value(row["mean_diff"], decimals=decimals),
+        "95% CI": (
+            "n/a"
+            if pd.isna(row["ci_low"])
+            else f"[{format_value(row['ci_low'], decimals=decimals)}, "
+            f"{format_value(row['ci_high'], decimals=decimals)}]"
+        ),
+        "p": format_p(row["p_value"]),
+        "Holm p": format_p(row["p_holm"]) + f" ({int(row['family_size'])})",
+    }
+
+
+def ranking_summary(br, *, decimals: int = 2) -> str:
+    """One plain-text line with a ranking's tests, CD and evidence."""
+    r = br.ranking
+    if r is None:
+        return f"no ranking: {br.reason}"
+    ff = "inf" if r.iman_davenport == math.inf else format_value(r.iman_davenport, decimals=2)
+    text = (
+        f"N = {r.n_blocks} categories, k = {r.k}; Friedman \u03c7\u00b2 = "
+        f"{format_value(r.statistic, decimals=2)} (p = {format_p(r.p_value)}), "
+        f"Iman\u2013Davenport F = {ff} (p = {format_p(r.iman_davenport_p)}); "
+        f"CD = {r.cd:.{decimals}f} (Nemenyi, \u03b1 = {r.alpha:g})"
+    )
+    if r.dropped_blocks:
+        text += f"; categories without every value, left out: {', '.join(r.dropped_blocks)}"
+    if r.evidence != "sufficient":
+        return f"Insufficient evidence: {r.reason}. Description only: {text}."
+    pairs = r.pairs()
+    nem = [f"{a} vs {b}" for a, b, s in pairs[["method_a", "method_b", "significant"]].values if s]
+    holm = [f"{a} vs {b}" for a, b, p in pairs[["method_a", "method_b", "holm_p"]].values
+            if p < r.alpha]  # fmt: skip
+    text += f". Different by Nemenyi: {'; '.join(nem) or 'none'}"
+    text += f". Different by Holm: {'; '.join(holm) or 'none'}."
+    return text + (f" Note: {r.reason}." if r.reason else "")
+
+
+def ranking_rows(br) -> list[dict[str, str]]:
+    """Display rows (best first) of a ranking: rank position, method, average rank,
+    the CD groups it belongs to (1-based)."""
+    r = br.ranking
+    if r is None:
+        return []
+    rows = []
+    for i, (m, v) in enumerate(r.mean_ranks.items()):
+        groups = [str(j + 1) for j, g in enumerate(r.cliques) if m in g]
+        rows.append(
+            {
+                "#": str(i + 1),
+                "method": m + (DAGGER if m in br.controls else ""),
+                "mean rank": f"{v:.2f}",
+                "group": ", ".join(groups) or "\u2013",
+            }
+        )
+    return rows
+
+
+def comparisons_markdown(
+    comparisons: pd.DataFrame | None, rankings: list | None, *, decimals: int = 3
+) -> str:
+    """The comparisons section of ``results.md``: rankings across categories, then the
+    paired comparisons on the same images (empty string when there is neither)."""
+    out = []
+    if rankings:
+        out += ["# Rankings across categories", "", _md_escape(RANKING_LEGEND), ""]
+        for br in rankings:
+            out += [f"## {_md_escape(br.title)}", "", _md_escape(ranking_summary(br)), ""]
+            rows = ranking_rows(br)
+            if rows:
+                out.append(_md_row(list(rows[0])))
+                out.append("| ---: | --- | ---: | --- |")
+                out += [_md_row([_md_escape(v) for v in row.values()]) for row in rows]
+                out.append("")
+    if comparisons is not None and len(comparisons):
+        out += ["# Paired comparisons on the same images", "", _md_escape(PAIRED_LEGEND), ""]
+        for title, rows in comparison_groups(comparisons):
+            kind = rows["kind"].iloc[0]
+            out += [f"## {_md_escape(title)}", ""]
+            head = ["metric", *comparison_cells(rows.iloc[0], kind=kind)]
+            out.append(_md_row(head))
+            out.append("| " + " | ".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + " |")
+            for _, row in rows.iterrows():
+                cells = [_md_escape(row["metric"])] + [
+                    _md_escape(v)
+                    for v in comparison_cells(row, decimals=decimals, kind=kind).values()
+                ]
+                if not pd.isna(row["p_holm"]) and row["p_holm"] < ALPHA:
+                    cells[-1] = f"**{cells[-1]}**"
+                out.append(_md_row(cells))
+            out.append("")
+    return "\n".join(out).rstrip() + "\n" if out else ""

@@ -10,6 +10,10 @@ Layout of ``out_dir``::
     manifest.json        versions, seed, config hash, dataset fingerprint, timings
     tables.tex           booktabs LaTeX tables, one per metric (:func:`latex_tables`)
     verdicts.csv, ranks.csv   verdicts against the references, rank table (when made)
+    comparisons.csv      paired tests between explainers / detectors on the same images,
+                         Holm-corrected per family (with a per-image table)
+    rankings.csv         Friedman rankings across categories of the headline metrics
+    figures/cd_<i>_<metric>_<scope>.png   their critical-difference diagrams
     figures/profile.png  the verdicts per explainer and audit family
     figures/roc_pixel.png, figures/pro.png, figures/roc_image.png   (when curves exist)
     figures/curve_<metric>.png   mean faithfulness curves with 95% bands
@@ -32,8 +36,16 @@ from pathlib import Path
 import pandas as pd
 
 from xeval._io import atomic_write_json, atomic_write_text, safe_join
+from xeval.comparisons.ranking import rankings_frame
 from xeval.progress import progress
-from xeval.reports.data import ReportData, check_results, controls_of, display_frame
+from xeval.reports.cd_diagram import figure_key, plot_cd_diagram
+from xeval.reports.data import (
+    ReportData,
+    check_results,
+    controls_of,
+    display_frame,
+    with_statistics,
+)
 from xeval.reports.figures import (
     faithfulness_kinds,
     gallery_columns,
@@ -48,7 +60,7 @@ from xeval.reports.figures import (
 )
 from xeval.reports.html import render_html
 from xeval.reports.latex import latex_tables
-from xeval.reports.tables import headline_metrics, markdown_tables
+from xeval.reports.tables import comparisons_markdown, headline_metrics, markdown_tables
 from xeval.results import RESULT_COLUMNS
 
 FIGURES_DIR = "figures"
@@ -105,14 +117,25 @@ def write_report(
         return written[rel]
 
     put("results.csv", atomic_write_text, results_csv(report.results))
-    tables_md = conclusion_markdown(report) + markdown_tables(
-        report.results, controls=controls, decimals=decimals
+    with_statistics(report, controls=controls)
+    tables_md = (
+        conclusion_markdown(report)
+        + markdown_tables(report.results, controls=controls, decimals=decimals)
+        + _section_break(
+            comparisons_markdown(report.comparisons, report.rankings, decimals=decimals)
+        )
     )
     put("results.md", atomic_write_text, tables_md)
     put("manifest.json", atomic_write_json, report.manifest)
     put("tables.tex", atomic_write_text, latex_tables(report, controls=controls, decimals=decimals))
     files = ["results.csv", "results.md", "manifest.json", "tables.tex"]
-    for name, frame in (("verdicts.csv", report.verdicts), ("ranks.csv", report.ranks)):
+    rankings = rankings_frame(report.rankings) if report.rankings else None
+    for name, frame in (
+        ("verdicts.csv", report.verdicts),
+        ("ranks.csv", report.ranks),
+        ("comparisons.csv", report.comparisons),
+        ("rankings.csv", rankings),
+    ):
         if frame is not None and len(frame):
             put(name, atomic_write_text, frame.to_csv(index=False))
             files.append(name)
@@ -129,6 +152,10 @@ def write_report(
     )
     put("index.html", atomic_write_text, page)
     return written
+
+
+def _section_break(text: str) -> str:
+    return "\n" + text if text else ""
 
 
 def conclusion_markdown(report: ReportData) -> str:
@@ -232,6 +259,9 @@ def _write_figures(
             continue
         path = target(f"bars_{slug(metric)}")
         plot_category_bars(report.results, metric, path, controls=controls, colors=colors)
+    for i, br in enumerate(report.rankings or []):
+        if br.ranking is not None:
+            plot_cd_diagram(br, target(figure_key(i, br)), colors=colors)
     examples = [g for g in gallery if g.rank == "example"]
     for det in dict.fromkeys(str(g.detector) for g in examples):
         plot_example_gallery(
