@@ -4,6 +4,7 @@ network), built as :class:`~xeval.adapters.Detector` subclasses."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -143,3 +144,13 @@ def blobs(n: int, d: int = 4, *, seed: int = 0) -> np.ndarray:
     """``(n, 1, 1, d)`` float32 images: Gaussian points (tiny 'images')."""
     rng = np.random.default_rng(seed)
     return rng.normal(0.5, 0.2, size=(n, 1, 1, d)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for the module's tests (restored after): on a loaded 2-core
+    machine, two threads make double backward ten times slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -7,7 +7,7 @@ import inspect
 
 import numpy as np
 import pytest
-from _influence_toys import BlackBox, NetDetector, blobs
+from _influence_toys import BlackBox, NetDetector, blobs, one_thread  # noqa: F401
 
 import xeval
 from xeval.adapters.autoencoder import ConvAutoencoder

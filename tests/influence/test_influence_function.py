@@ -9,7 +9,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from _influence_toys import CentreDetector, NetDetector, blobs
+from _influence_toys import CentreDetector, NetDetector, blobs, one_thread  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
@@ -197,6 +197,38 @@ def test_equals_captum_naive_influence_function(net, tmp_path, solver):
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
     si = xeval.self_influence(det, train, arnoldi_dim=51, top_k=51, **kw)
     np.testing.assert_allclose(si, nf.self_influence().numpy(), rtol=1e-6)
+
+
+def test_hessian_subsample_equals_captum_hessian_dataset(net, tmp_path):
+    """captum with hessian_dataset = m images: (1/m) ∇sᵀ (H_m + r/m)⁻¹ g; ours with
+    hessian_subsample=m: (1/n) ∇sᵀ (H_m + λ)⁻¹ g on the same seeded subset."""
+    from captum.influence import NaiveInfluenceFunction
+    from torch.utils.data import TensorDataset
+
+    det, train, test = net
+    n, m, r = len(train), 6, 0.6
+    pick = np.sort(np.random.default_rng(4).choice(n, size=m, replace=False))
+    sub = TensorDataset(torch.from_numpy(train[pick]).double(), torch.zeros(m))
+    nf = NaiveInfluenceFunction(
+        **_captum_setup(det, train, tmp_path),
+        hessian_dataset=sub,
+        hessian_reg=r,
+        projection_dim=51,
+        hessian_inverse_tol=-1e9,
+    )
+    ref = nf.influence((torch.from_numpy(test).double(), torch.zeros(len(test)))).numpy()
+    got = xeval.influence(
+        det,
+        train,
+        test,
+        method="influence_function",
+        damping=r / m,
+        centre=False,
+        solver="exact",
+        hessian_subsample=m,
+        seed=4,
+    )
+    np.testing.assert_allclose(got * n / m, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
 
 
 def test_arnoldi_correlates_with_captum_arnoldi(net, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _influence_toys import NetDetector, blobs
+from _influence_toys import NetDetector, blobs, one_thread  # noqa: F401
 from scipy.stats import spearmanr
 from sklearn.neighbors import NearestNeighbors
 

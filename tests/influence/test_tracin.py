@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from _influence_toys import CentreDetector, NetDetector, blobs
+from _influence_toys import CentreDetector, NetDetector, blobs, one_thread  # noqa: F401
 
 import xeval
 from xeval.adapters._torch import Checkpoint, load_checkpoint, save_checkpoint

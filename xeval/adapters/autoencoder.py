@@ -7,15 +7,24 @@ Higher = more anomalous. Image score: the maximum of the map.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xeval.adapters._torch import TorchDetector, gaussian_blur
+from xeval.adapters._torch import (
+    Checkpoint,
+    TorchDetector,
+    checkpoint_epochs,
+    gaussian_blur,
+    save_checkpoint,
+)
 from xeval.checks import check_bool
 from xeval.errors import InputError
 from xeval.progress import progress
@@ -104,6 +113,18 @@ class ConvAutoencoder(TorchDetector):
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     num_threads:
         torch intra-op threads while fitting and predicting (None: torch's default).
+    checkpoints:
+        Save the parameters during training, for TracIn
+        (:func:`xeval.influence`, ``method="tracin"``): None (default: none), an int
+        ``k`` (``k`` epochs evenly spaced, the last one the final epoch) or a list of
+        epochs (1-based). Each :class:`~xeval.adapters._torch.Checkpoint` in
+        :attr:`checkpoints_` holds the epoch, the learning rate of that epoch (Adam's
+        base rate after the cosine schedule) and the ``state_dict`` (in memory, or a
+        file in ``checkpoint_dir``). TracIn takes gradients on the un-augmented images.
+    checkpoint_dir:
+        A folder to write the checkpoints to (``<name>-epoch<NNNN>.pt``, read back with
+        ``torch.load(..., weights_only=True)``) instead of keeping them in memory;
+        created if missing. Only with ``checkpoints``.
     """
 
     kind = "conv_autoencoder"
@@ -126,6 +147,8 @@ class ConvAutoencoder(TorchDetector):
         seed: int = 0,
         device: str = "cpu",
         num_threads: int | None = None,
+        checkpoints: int | list[int] | None = None,
+        checkpoint_dir: str | None = None,
     ) -> None:
         if int(downsample) < 1:
             raise InputError(f"downsample must be >= 1, got {downsample!r}")
@@ -156,8 +179,20 @@ class ConvAutoencoder(TorchDetector):
         self.sigma = float(sigma)
         self.downsample = int(downsample)
         self.augment = check_bool(augment, "augment")
+        self.checkpoints = (
+            list(checkpoints) if isinstance(checkpoints, (list, tuple)) else checkpoints
+        )
+        self._checkpoint_epochs = checkpoint_epochs(self.checkpoints, self.epochs)
+        if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise InputError(
+                f"checkpoint_dir must be a folder path or None, got {checkpoint_dir!r}"
+            )
+        if checkpoint_dir is not None and self.checkpoints is None:
+            raise InputError("checkpoint_dir is given without checkpoints: set checkpoints=k")
+        self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
         self.model_: _AE | None = None
         self.losses_: list[float] = []
+        self.checkpoints_: list[Checkpoint] = []
 
     def _params(self) -> dict:
         return {
@@ -169,6 +204,9 @@ class ConvAutoencoder(TorchDetector):
             "sigma": self.sigma,
             "downsample": self.downsample,
             "augment": self.augment,
+            # recorded only when used, so that configs without them keep their hash
+            **({"checkpoints": self.checkpoints} if self.checkpoints is not None else {}),
+            **({"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}),
         }
 
     def _fit(self, images: np.ndarray) -> None:
@@ -180,8 +218,9 @@ class ConvAutoencoder(TorchDetector):
         square = self.input_size[0] == self.input_size[1]
         t0 = time.perf_counter()
         self.losses_ = []
+        self.checkpoints_ = []
         model.train()
-        for _ in progress(range(self.epochs), desc=f"{self.name} fit"):
+        for epoch in progress(range(1, self.epochs + 1), desc=f"{self.name} fit"):
             order = torch.randperm(len(x_all), generator=gen)
             total = 0.0
             for i in range(0, len(order), self.batch_size):
@@ -200,6 +239,8 @@ class ConvAutoencoder(TorchDetector):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(xb)
+            if epoch in self._checkpoint_epochs:
+                self._save_checkpoint(model, epoch, float(opt.param_groups[0]["lr"]))
             sched.step()
             self.losses_.append(total / len(x_all))
             if self.max_seconds is not None and time.perf_counter() - t0 > self.max_seconds:
@@ -208,6 +249,19 @@ class ConvAutoencoder(TorchDetector):
         for p in model.parameters():
             p.requires_grad_(False)
         self.model_ = model
+
+    def _save_checkpoint(self, model: nn.Module, epoch: int, lr: float) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if self.checkpoint_dir is None:
+            self.checkpoints_.append(Checkpoint(epoch=epoch, lr=lr, state=state))
+            return
+        folder = Path(self.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
+        path = save_checkpoint(
+            folder / f"{stem}-epoch{epoch:04d}.pt", state=state, lr=lr, epoch=epoch
+        )
+        self.checkpoints_.append(Checkpoint(epoch=epoch, lr=lr, path=path))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """The autoencoder's reconstruction ``(B, 3, H, W)`` float32 of ``images``.

@@ -13,6 +13,10 @@ computed without the full matrix: **high = suspicious** (removing ``j`` would ra
 own score the most: the model fits ``j`` because ``j`` is in the training set), the end
 where planted anomalies should rank.
 
+Computations run with torch's thread count set to the detector's ``num_threads`` when
+it has one (the built-in detectors' option). Results are deterministic for a given
+``seed`` (random projections, Arnoldi's start vector, Hessian subsamples).
+
 The methods (see :data:`~xeval.influence.registry.INFLUENCE_METHODS` and each class
 for its definition, options and references): ``influence_function``, ``tracin``,
 ``grad_dot``, ``grad_cos``, ``representation``, ``knn``, ``label_free``.
@@ -20,9 +24,10 @@ for its definition, options and references): ``influence_function``, ``tracin``,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -70,6 +75,24 @@ def _problem(detector, train_images, *, loss, l2) -> Problem:
         raise InputError(f"loss must be None or a callable loss(module, x) -> (B,), got {loss!r}")
     train = check_images(train_images, name="train_images")
     return Problem(detector=detector, train=train, loss=loss, l2=float(l2))
+
+
+@contextlib.contextmanager
+def _threads(detector: object) -> Iterator[None]:
+    """torch's intra-op thread count set to the detector's ``num_threads`` (the
+    built-in detectors' option) for the computation, restored after."""
+    n = getattr(detector, "num_threads", None)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _check_supported(m: InfluenceMethod, detector: object) -> None:
@@ -128,7 +151,8 @@ def influence(
             f"{problem.train.shape[1:]}: they must match"
         )
     _check_supported(m, detector)
-    out = np.asarray(m.influence(problem, test), dtype=np.float64)
+    with _threads(detector):
+        out = np.asarray(m.influence(problem, test), dtype=np.float64)
     assert out.shape == (len(test), problem.n_train), out.shape
     return out
 
@@ -152,6 +176,7 @@ def self_influence(
     m = build_method(method, **params)
     problem = _problem(detector, train_images, loss=loss, l2=l2)
     _check_supported(m, detector)
-    out = np.asarray(m.self_influence(problem), dtype=np.float64)
+    with _threads(detector):
+        out = np.asarray(m.self_influence(problem), dtype=np.float64)
     assert out.shape == (problem.n_train,), out.shape
     return out

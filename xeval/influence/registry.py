@@ -23,6 +23,7 @@ INFLUENCE_METHODS: Registry = Registry(
         "xeval.influence.similarity",
         "xeval.influence.influence_function",
         "xeval.influence.tracin",
+        "xeval.influence.label_free",
     ),
 )
 """Registered example-importance methods, by name (``influence_function``,
