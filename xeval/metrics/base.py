@@ -42,6 +42,14 @@ Compute groups
 Metrics whose :meth:`Metric.shares` keys are equal share one state: the engine updates
 it once per batch and each metric computes its own value from it (pixel AUROC, AUPR and
 AUPRO sort the scores once).
+
+Pooled resampling
+-----------------
+A metric pooled over a set (pixel AUROC, AUPR, AUPRO: one value, no per-image values)
+may declare a per-image summary (:meth:`Metric.summary_key`, :meth:`Metric.init_summary`,
+:meth:`Metric.update_summary`) from which :meth:`Metric.compute_weighted` recomputes it
+on weighted sets of images: the engine collects the summaries during the stream and the
+verdicts resample images (:func:`xeval.engine.verdicts.pooled_verdicts`).
 """
 
 from __future__ import annotations
@@ -396,6 +404,32 @@ class Metric(ABC):
         from xeval.stats import bootstrap_mean_ci
 
         return bootstrap_mean_ci(value.per_image, n_boot=n_boot, seed=seed)
+
+    # ------------------------------------------------------- pooled resampling
+    def summary_key(self) -> str | None:
+        """For a metric pooled over a set (one value, no per-image values): the name of
+        the per-image summary its value can be recomputed from on *weighted* sets of
+        images (an image bootstrap), e.g. ``"pixel_histograms/512"``; metrics with equal
+        keys share one summary. None (the default): no such summary."""
+        return None
+
+    def init_summary(self) -> Any:
+        """A new summary collector (``update(masks, maps, ids)``-like via
+        :meth:`update_summary`, ``merge(other)``, ``finish() -> summary``); the summary
+        has ``ids``, ``strata`` (per image, the stratum of the resampling), ``n_images``
+        and ``to_payload()`` (JSON-able, read back by
+        :func:`xeval.metrics.pooled.summary_from_payload`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no summary")
+
+    def update_summary(self, collector: Any, record, explanation: Explanation) -> Any:
+        """Add a record and its explanation to a collector of :meth:`init_summary`."""
+        raise NotImplementedError(f"{type(self).__name__} declares no summary")
+
+    def compute_weighted(self, summary: Any, weights: np.ndarray) -> np.ndarray:
+        """``(B,)`` values of the metric on ``B`` weighted copies of the set: row ``b``
+        of ``weights`` ``(B, n_images)`` counts each image of ``summary`` (in its
+        ``ids`` order) that many times; NaN where undefined."""
+        raise NotImplementedError(f"{type(self).__name__} declares no summary")
 
 
 def exclusion_note(excluded: dict, n: int) -> str:

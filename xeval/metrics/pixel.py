@@ -36,6 +36,11 @@ binned value would say nothing, use ``mode="exact"``. AUPRO@L is defined wheneve
 is a region and a normal pixel, however few: the curve is a polyline from (0, 0), flat
 where no threshold lands and diagonal only across tied blocks (the ROC ties convention).
 
+Image bootstrap: pixel AUROC, AUPR and AUPRO also declare a per-image summary (score
+histograms on a per-set grid, :mod:`xeval.metrics.pooled`) from which they are recomputed
+on resampled sets of images, for the verdicts against the controls; the values reported
+here are never taken from it.
+
 Exactness: the exact mode ranks the maps' own values (float32 or float64, never
 converted to a coarser type; integer maps beyond ``±2**53`` are refused), so scores near
 the float limits (``±1e308``, subnormals) give scikit-learn's values. With ``ids``, a
@@ -45,12 +50,12 @@ state refuses an image added twice (in an update or across a merge).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from xeval.errors import InputError
-from xeval.metrics import ranking
+from xeval.metrics import pooled, ranking
 from xeval.metrics._validation import check_ids, extend_ids, merged_ids, paired, undefined
 from xeval.metrics.base import Metric, MetricValue, check_aligned
 from xeval.metrics.regions import positive_weights
@@ -546,6 +551,29 @@ class _PixelRankingMetric(Metric):
     def _curves(self, s: ranking.RankSummary, out: MetricValue) -> None:
         pass
 
+    # ------------------------------------------- per-image summary (image bootstrap)
+    #: Whether the metric is recomputed on weighted sets of images from per-image
+    #: histograms (:mod:`xeval.metrics.pooled`); :meth:`_weighted` gives the values.
+    resampled: ClassVar[bool] = False
+
+    def summary_key(self) -> str | None:
+        return f"{pooled.PixelHistograms.kind}/{pooled.DEFAULT_BINS}" if self.resampled else None
+
+    def init_summary(self) -> pooled.PixelHistogramCollector:
+        return pooled.PixelHistogramCollector(bins=pooled.DEFAULT_BINS)
+
+    def update_summary(self, collector, record, explanation):
+        check_aligned(record, explanation, self.label)
+        return collector.update(record.targets.masks, explanation.native, ids=record.ids)
+
+    def compute_weighted(self, summary: pooled.PixelHistograms, weights) -> np.ndarray:
+        """``(B,)`` values on the weighted binned sets (see :mod:`xeval.metrics.pooled`;
+        each bin one tied score)."""
+        return self._weighted(*summary.weighted(weights))
+
+    def _weighted(self, neg, pos, cov, n_regions) -> np.ndarray:
+        raise NotImplementedError
+
 
 @METRICS.register
 class PixelAUROC(_PixelRankingMetric):
@@ -556,9 +584,13 @@ class PixelAUROC(_PixelRankingMetric):
 
     name = "pixel_auroc"
     headline = 1
+    resampled = True
 
     def _value(self, s):
         return ranking.auroc(s)
+
+    def _weighted(self, neg, pos, cov, n_regions):
+        return pooled.weighted_auroc(neg, pos)
 
     def _curves(self, s, out):
         out.curves["roc"] = _downsample(*ranking.roc_points(s), CURVE_POINTS)
@@ -571,9 +603,13 @@ class PixelAUPR(_PixelRankingMetric):
     **Higher is better.** Reference: Zhu (2004); used for pixel level in anomalib."""
 
     name = "pixel_aupr"
+    resampled = True
 
     def _value(self, s):
         return ranking.average_precision(s)
+
+    def _weighted(self, neg, pos, cov, n_regions):
+        return pooled.weighted_aupr(neg, pos)
 
 
 @METRICS.register
@@ -588,6 +624,7 @@ class AUPRO(_PixelRankingMetric):
 
     name = "aupro"
     headline = 1
+    resampled = True
 
     def __init__(
         self, *, fpr_limit: float = 0.3, mode: Literal["exact", "binned"] = "exact"
@@ -610,6 +647,9 @@ class AUPRO(_PixelRankingMetric):
     def _value(self, s):
         fx, fy = ranking.pro_points(s)
         return ranking.area_to(fx, fy, self.fpr_limit)
+
+    def _weighted(self, neg, pos, cov, n_regions):
+        return pooled.weighted_aupro(neg, cov, n_regions, fpr_limit=self.fpr_limit)
 
     def _curves(self, s, out):
         out.curves["pro"] = _downsample(*ranking.pro_points(s), CURVE_POINTS)
