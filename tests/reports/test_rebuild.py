@@ -108,7 +108,9 @@ def test_read_table_is_exact_on_random_floats(tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=30),
-    st.lists(st.text(max_size=8), min_size=1, max_size=30),
+    # (pandas' CSV writer leaves a field with a bare carriage return unquoted, so such a
+    # name cannot be read back by any CSV reader; xeval's names never hold one)
+    st.lists(st.text(st.characters(exclude_characters="\r"), max_size=8), min_size=1, max_size=30),
 )
 def test_read_table_round_trips_any_floats_and_strings(tmp_path_factory, xs, names):
     n = min(len(xs), len(names))
@@ -157,6 +159,7 @@ def test_rebuild_md_in_place_is_byte_identical(synthetic_run):
     before = _digest(synthetic_run, ["results.csv", "manifest.json", "per_image.csv"])
     md = (synthetic_run / "results.md").read_bytes()
     (synthetic_run / "results.md").unlink()
+    (synthetic_run / ".xeval-rebuild-killed" / "figures").mkdir(parents=True)  # left behind
     written = rb.rebuild_report(synthetic_run, formats=("md",))
     assert list(written) == ["results.md"]
     assert (synthetic_run / "results.md").read_bytes() == md
@@ -216,6 +219,15 @@ def test_bad_folders_exit_2_naming_the_problem(capsys, tmp_path, synthetic_run):
     assert "'config' object" in _cli_error(capsys, synthetic_run)
 
 
+def test_other_kinds_of_run_are_refused(capsys, synthetic_run):
+    manifest = json.loads((synthetic_run / "manifest.json").read_text())
+    (synthetic_run / "manifest.json").write_text(json.dumps({**manifest, "task": "influence"}))
+    err = _cli_error(capsys, synthetic_run)
+    assert "task 'influence'" in err and "['image', 'video']" in err
+    with pytest.raises(InputError, match="not an image run"):
+        rb.load_run(synthetic_run)
+
+
 def test_malformed_tables_are_refused(capsys, synthetic_run):
     (synthetic_run / "results.csv").write_text("detector,value\na,1\n")
     err = _cli_error(capsys, synthetic_run)
@@ -272,6 +284,15 @@ def test_oversized_files_are_not_read(synthetic_run, monkeypatch):
     monkeypatch.setattr(rb, "MAX_NPZ_UNCOMPRESSED", 10)
     with pytest.raises(InputError, match=r"gallery\.npz: .* once decompressed"):
         rb.load_run(synthetic_run)
+
+
+def test_symbolic_links_are_not_followed(synthetic_run, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text((synthetic_run / "per_image.csv").read_text())
+    (synthetic_run / "per_image.csv").unlink()
+    (synthetic_run / "per_image.csv").symlink_to(secret)
+    with pytest.raises(InputError, match=r"per_image\.csv: a symbolic link"):
+        rb.rebuild_report(synthetic_run, out_dir=tmp_path / "out")
 
 
 def test_out_folder_not_written_by_xeval_is_refused(capsys, synthetic_run, tmp_path):

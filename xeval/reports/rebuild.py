@@ -78,6 +78,11 @@ DATA_FILES = frozenset({*IMAGE_TABLES, *VIDEO_TABLES, CURVES_FILE, GALLERY_FILE,
 PER_FRAME_COLUMNS = (
     "detector", "explainer", "control", "video", "frame", "frame_name", "label", "score"
 )  # fmt: skip
+STAGING_PREFIX = ".xeval-rebuild-"
+"""The report is written into a hidden folder of this prefix inside the output folder,
+then each file is moved into place (atomically, same file system)."""
+REPORT_TASKS = ("image", "video")
+"""The kinds of run (``manifest.json`` ``task``; none = image) whose report is rebuilt."""
 FORMATS = ("html", "md", "latex")
 """What :func:`rebuild_report` can write: the full HTML report (index.html, figures,
 results.md and the other report files), ``results.md`` alone, or ``tables.tex``."""
@@ -85,6 +90,13 @@ results.md and the other report files), ``results.md`` alone, or ``tables.tex``.
 
 # ================================================================== reading, checked
 def _checked_size(path: Path) -> int:
+    """The size of ``path``, after refusing a symbolic link (a run's files are written
+    by xeval, never linked) and a file larger than :data:`MAX_BYTES` allows."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: a symbolic link; a run's files are regular files written by xeval "
+            "(refusing to follow it)"
+        )
     limit = MAX_BYTES.get(path.suffix, 64 << 20)
     size = path.stat().st_size
     if size > limit:
@@ -107,7 +119,7 @@ def read_manifest(path: Path) -> dict:
     _require_file(path, "the run's manifest (a JSON object written by xeval)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc}); expected the run's manifest") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
         raise InputError(
@@ -189,7 +201,7 @@ class _Arrays:
         meta = self.get("meta", kinds="U", ndim=0)
         try:
             self.meta = json.loads(str(meta[()]))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InputError(f"{path}: its 'meta' entry is not JSON ({exc})") from exc
         if not isinstance(self.meta, dict) or self.meta.get("format") != kind:
             raise InputError(f"{path}: expected an xeval {kind!r} file (meta.format)")
@@ -406,7 +418,13 @@ def run_kind(run_dir: str | os.PathLike) -> str:
     """``"image"`` or ``"video"``: which kind of finished run ``run_dir`` holds."""
     run = Path(run_dir)
     _check_finished(run)
-    return "video" if read_manifest(run / "manifest.json").get("task") == "video" else "image"
+    task = read_manifest(run / "manifest.json").get("task", "image")
+    if task not in REPORT_TASKS:
+        raise InputError(
+            f"{run / 'manifest.json'}: a run of task {task!r}; xeval report rebuilds the "
+            f"reports of {list(REPORT_TASKS)} runs"
+        )
+    return task
 
 
 def _read_results(path: Path) -> pd.DataFrame:
@@ -510,8 +528,11 @@ def load_run(run_dir: str | os.PathLike):
     run = Path(run_dir)
     _check_finished(run)
     manifest = read_manifest(run / "manifest.json")
-    if manifest.get("task") == "video":
-        raise InputError(f"{run}: a video run; read it with load_video_run")
+    if manifest.get("task", "image") != "image":
+        raise InputError(
+            f"{run}: a {manifest.get('task')!r} run, not an image run (a video run is read "
+            "with load_video_run)"
+        )
     results = _read_results(run / "results.csv")
     names = ("detector", "explainer")
     verdicts = _optional_table(
@@ -863,7 +884,9 @@ def rebuild_report(
     in_place = out_dir is None or Path(out_dir).resolve() == run.resolve()
     target = run if in_place else claim_output(Path(out_dir))
     with _locks(run, target, in_place, OutputLock):
-        staging = Path(tempfile.mkdtemp(prefix=".xeval-rebuild-", dir=target))
+        for stale in target.glob(f"{STAGING_PREFIX}*"):  # of a killed rebuild (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
         try:
             build = _video_report if kind == "video" else _image_report
             made = [m for m in build(run, staging, formats) if m not in DATA_FILES]
