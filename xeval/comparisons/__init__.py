@@ -1,5 +1,7 @@
-"""Statistics between methods: paired tests on the same images, rankings across
-categories (Friedman, Nemenyi, Holm), and interval estimates over runs.
+"""Statistics between methods: paired tests on the same images (:mod:`.paired`, the
+family table of :mod:`.pairwise`), rankings across categories (Friedman, Nemenyi, Holm,
+critical difference: :mod:`.ranking`), and rliable-style interval estimates over runs
+(IQM, probability of improvement: :mod:`.intervals`).
 
 >>> from xeval.comparisons import paired_test, holm
 >>> r = paired_test(iou_ig, iou_random, higher_is_better=True)
@@ -8,6 +10,13 @@ categories (Friedman, Nemenyi, Holm), and interval estimates over runs.
 
 from __future__ import annotations
 
+from xeval.comparisons.intervals import (
+    improvement_probabilities,
+    interval_estimates,
+    iqm,
+    probability_of_improvement,
+    stratified_bootstrap_ci,
+)
 from xeval.comparisons.paired import PairedResult, holm, paired_test
 from xeval.comparisons.pairwise import COMPARISON_COLUMNS, pairwise_comparisons
 from xeval.comparisons.ranking import (
@@ -35,8 +44,13 @@ __all__ = [
     "critical_difference",
     "friedman_ranking",
     "holm",
+    "improvement_probabilities",
+    "interval_estimates",
+    "iqm",
     "paired_test",
     "pairwise_comparisons",
+    "probability_of_improvement",
     "q_alpha",
     "rankings_frame",
+    "stratified_bootstrap_ci",
 ]
