@@ -135,3 +135,31 @@ def test_tables_tex_compiles(written, tmp_path):
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
     assert EVIL not in (out / "tables.tex").read_text()
+
+
+# --------------------------------------------------------------------------- caveats
+
+
+def test_verdict_caveats_say_where_verdicts_mislead(tmp_path):
+    from xeval.reports.conclusion import CAVEATS, OPTIMISTIC, TIES, verdict_caveats
+
+    full = _S.full_report()
+    v = full.verdicts.copy()
+    v.loc[v["metric"] == "iou_oracle", "verdict"] = "beats"
+    found = verdict_caveats(v, full.results)
+    assert CAVEATS["robustness"] in found["max_sensitivity"]
+    assert "input-independent" in CAVEATS["robustness"]
+    assert CAVEATS["sanity"] in found["cascading_randomisation"]
+    assert OPTIMISTIC in found["iou_oracle"]
+    assert TIES in found[v.loc[v["verdict"] == "ties", "metric"].iloc[0]]
+    assert any("few paired images (n = 20)" in c for c in found["pixel_auroc"])
+    v.loc[:, "n"] = 100
+    assert not any(
+        "few paired" in c for cs in verdict_caveats(v, full.results).values() for c in cs
+    )
+    paths = write_report(full, tmp_path, figures=False)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "Where these verdicts can mislead" in page and "Caveat:" in page
+    md = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "## Where the verdicts can mislead" in md and "input\\-independent" not in md
+    assert "input-independent map" in md and "results.md" in paths

@@ -18,7 +18,14 @@ import pandas as pd
 
 from xeval.reports.data import display_frame
 
-__all__ = ["FAMILIES", "conclusions"]
+__all__ = [
+    "CAVEATS",
+    "FAMILIES",
+    "conclusions",
+    "grouped_caveats",
+    "metric_caveats",
+    "verdict_caveats",
+]
 
 FAMILIES = ("localisation", "faithfulness", "robustness", "sanity")
 _GOOD = {"beats", "passes"}
@@ -102,3 +109,91 @@ def conclusions(verdicts: pd.DataFrame | None, results: pd.DataFrame) -> dict[st
             )
         out[str(det)] = lines
     return out
+
+
+# --------------------------------------------------------------------------- caveats
+
+SMALL_N = 30
+"""Fewer paired images than this: the verdict's interval is wide (said next to it)."""
+
+CAVEATS: dict[str, str] = {
+    "localisation": (
+        "'beats' means better than a random map, an edge (Sobel) map and a centre prior on "
+        "the same images, not that the map localises defects well in absolute terms"
+    ),
+    "faithfulness": (
+        "the score depends on the normal content pixels are replaced with (see the note) "
+        "and on the seeded subset of images; an explanation can be faithful to a detector "
+        "that is itself wrong"
+    ),
+    "robustness": (
+        "an input-independent map (the centre prior, a constant map) is perfectly stable, "
+        "so stability alone never shows an explanation is right; a map can be stable and "
+        "wrong: read it with localisation and faithfulness"
+    ),
+    "sanity": (
+        "passing shows the map changes when the detector's weights are randomised (it "
+        "depends on what was learned), not that it is correct; the controls ignore the "
+        "detector and are no comparators here"
+    ),
+    "complexity": "a sparser or lower-entropy map is not a more correct one",
+}
+"""What a verdict of each audit family does not say (family -> caveat)."""
+
+OPTIMISTIC = (
+    "the threshold is tuned on the test set (oracle): the value is optimistic, an upper bound"
+)
+TIES = "'ties' means the 95% interval of the difference contains 0, not that they are equivalent"
+
+
+def verdict_caveats(verdicts: pd.DataFrame | None, results: pd.DataFrame) -> dict[str, list[str]]:
+    """``{metric: [caveat, ...]}``: where each metric's verdicts can mislead.
+
+    From the metric's audit family (:data:`CAVEATS`), an oracle threshold (a label or
+    note saying ``oracle`` / ``optimistic``), a verdict ``ties`` (:data:`TIES`), and few
+    paired images (fewer than :data:`SMALL_N`: wide intervals; fewer than 10: no
+    verdict at all)."""
+    if verdicts is None or len(verdicts) == 0:
+        return {}
+    shown = display_frame(results)
+    fam = dict(zip(shown["metric"].astype(str), shown["family"].astype(str), strict=False))
+    notes = shown.groupby("metric")["note"].agg(lambda s: " ".join(map(str, s.dropna())))
+    out: dict[str, list[str]] = {}
+    for metric, rows in verdicts.groupby("metric", sort=False):
+        items = metric_caveats(
+            str(metric), family=fam.get(str(metric), ""), notes=notes.get(metric, ""), rows=rows
+        )
+        if items:
+            out[str(metric)] = items
+    return out
+
+
+def grouped_caveats(found: dict[str, list[str]]) -> list[tuple[list[str], list[str]]]:
+    """:func:`verdict_caveats` with the metrics that share the same caveats together:
+    ``[(metrics, caveats), ...]`` in order of first appearance."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for metric, items in found.items():
+        groups.setdefault(tuple(items), []).append(metric)
+    return [(metrics, list(items)) for items, metrics in groups.items()]
+
+
+def metric_caveats(metric: str, *, family: str, notes: str, rows: pd.DataFrame) -> list[str]:
+    """The caveats of one metric's verdict rows (see :func:`verdict_caveats`)."""
+    items = []
+    if family in CAVEATS:
+        items.append(CAVEATS[family])
+    text = f"{metric} {notes}".lower()
+    if "oracle" in text or "optimistic" in text:
+        items.append(OPTIMISTIC)
+    overall = rows[rows["control"] == "all controls"]
+    if (overall["verdict"] == "ties").any():
+        items.append(TIES)
+    n = pd.to_numeric(rows.loc[rows["control"] != "all controls", "n"], errors="coerce")
+    n = n[n > 0]
+    if len(n) and n.min() < SMALL_N:
+        items.append(
+            f"few paired images (n = {int(n.min())}"
+            + (f" to {int(n.max())}" if n.max() != n.min() else "")
+            + "): wide intervals, a few images can change the verdict"
+        )
+    return items

@@ -271,7 +271,26 @@ def _verdict_section(verdicts, results) -> str:
         + "<h3>Per metric</h3>"
         + _frame_table(wide.fillna("n/a"), decimals=3)
         + (f"<p class='legend'>What each verdict compares:</p><ul class='legend'>{legend}</ul>")
+        + _caveats_list(verdicts, results)
         + "</section>"
+    )
+
+
+def _caveats_list(verdicts, results) -> str:
+    from xeval.reports.conclusion import grouped_caveats, verdict_caveats  # noqa: PLC0415
+
+    found = grouped_caveats(verdict_caveats(verdicts, results))
+    if not found:
+        return ""
+    items = "".join(
+        "<li>"
+        + ", ".join(f"<code>{escape(m)}</code>" for m in metrics)
+        + f": {escape('; '.join(c))}.</li>"
+        for metrics, c in found
+    )
+    return (
+        "<div class='warn'><p>Where these verdicts can mislead:</p>"
+        f"<ul class='legend'>{items}</ul></div>"
     )
 
 
@@ -503,8 +522,17 @@ def _verdict_note(t: MetricTable, verdicts) -> str:
         for r in rows.itertuples()
     )
     meaning = str(rows["meaning"].iloc[0]) if "meaning" in rows and len(rows) else ""
-    return f"<p class='legend'>Verdicts (pooled over categories, 95% CI): {parts}." + (
-        f" Compared: {escape(meaning)}.</p>" if meaning else "</p>"
+    from xeval.reports.conclusion import metric_caveats  # noqa: PLC0415
+
+    mine = verdicts[verdicts["metric"] == t.metric]
+    caveat = "; ".join(
+        metric_caveats(t.metric, family=t.family, notes=" ".join(t.notes), rows=mine)
+    )
+    return (
+        f"<p class='legend'>Verdicts (pooled over categories, 95% CI): {parts}."
+        + (f" Compared: {escape(meaning)}." if meaning else "")
+        + (f" Caveat: {escape(caveat)}." if caveat else "")
+        + "</p>"
     )
 
 

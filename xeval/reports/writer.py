@@ -160,7 +160,8 @@ def _section_break(text: str) -> str:
 
 def conclusion_markdown(report: ReportData) -> str:
     """The generated conclusion as Markdown (empty without verdicts)."""
-    from xeval.reports.conclusion import conclusions
+    from xeval.reports.conclusion import conclusions, grouped_caveats, verdict_caveats
+    from xeval.reports.tables import _md_escape
 
     found = conclusions(report.verdicts, report.results)
     if not found:
@@ -168,6 +169,11 @@ def conclusion_markdown(report: ReportData) -> str:
     out = ["# Conclusion", ""]
     for det, lines in found.items():
         out += [f"## {det}", "", *(f"- {line}" for line in lines), ""]
+    caveats = grouped_caveats(verdict_caveats(report.verdicts, report.results))
+    if caveats:
+        out += ["## Where the verdicts can mislead", ""]
+        out += ["- " + _md_escape(f"{', '.join(m)}: {'; '.join(c)}.") for m, c in caveats]
+        out.append("")
     return "\n".join(out) + "\n"
 
 
