@@ -3,6 +3,7 @@ in the middle of its transaction: no corruption, no half rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -18,33 +19,53 @@ from xeval.runs import store
 from xeval.runs.lookup import load_run
 from xeval.runs.record import read_run_folder, record_run
 
+# The children import only the store (stdlib sqlite3): they start in a fraction of a
+# second, so that their writes overlap even on a loaded machine.
 _WRITER = textwrap.dedent(
     """
-    import sys, time
+    import json, sys, time
     from pathlib import Path
-    from xeval.runs.record import read_run_folder, save_record
+    from xeval.runs import store
 
-    folder, registry, ready, go, n = sys.argv[1:]
-    read_run_folder(folder)  # imports done before the start signal
+    record, registry, ready, go, n = sys.argv[1:]
+    rec = json.loads(Path(record).read_text())
     Path(ready).write_text("ready")
     while not Path(go).exists():
-        time.sleep(0.005)
-    for _ in range(int(n)):
-        print(save_record(read_run_folder(folder), registry=registry), flush=True)
+        time.sleep(0.002)
+    for _ in range(int(n)):  # one connection per run, as each xeval command opens its own
+        with store.connect(registry, write=True) as (conn, _):
+            rid = store.insert_run(conn, rec["run"], rec["results"], rec["per_image"])
+        print(rid, flush=True)
     """
 )
 
 _KILLED = textwrap.dedent(
     """
-    import sys
-    from xeval.runs.record import read_run_folder, save_record
+    import json, sys
+    from pathlib import Path
+    from xeval.runs import store
 
-    folder, registry, marker = sys.argv[1:]
-    save_record(
-        read_run_folder(folder), registry=registry, _pause_s=60, _in_transaction_marker=marker
-    )
+    record, registry, marker = sys.argv[1:]
+    rec = json.loads(Path(record).read_text())
+    with store.connect(registry, write=True) as (conn, _):
+        store.insert_run(
+            conn, rec["run"], rec["results"], rec["per_image"],
+            _pause_s=60, _in_transaction_marker=marker,
+        )
     """
 )
+
+
+def _dump(folder: Path, dest: Path) -> Path:
+    """The record of a run folder as JSON for a child process."""
+    rec = read_run_folder(folder)
+    data = {
+        "run": rec.run,
+        "results": [list(r) for r in rec.results.itertuples(index=False, name=None)],
+        "per_image": [list(r) for r in rec.per_image.itertuples(index=False, name=None)],
+    }
+    dest.write_text(json.dumps(data, default=lambda v: v.item()))
+    return dest
 
 
 def _counts(path: Path) -> dict[str, int]:
@@ -70,23 +91,17 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None
 
 
 def test_two_processes_record_at_once(registry, run_pair, tmp_path):
-    n = 8
+    """Both start on a registry that does not exist yet (both create the schema)."""
+    n = 20
     go = tmp_path / "go"
     procs, ready = [], []
     for k, folder in enumerate(run_pair):
         ready.append(tmp_path / f"ready{k}")
+        record = _dump(folder, tmp_path / f"record{k}.json")
+        argv = [sys.executable, "-c", _WRITER, str(record), str(registry), str(ready[-1])]
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _WRITER,
-                    str(folder),
-                    str(registry),
-                    str(ready[-1]),
-                    str(go),
-                    str(n),
-                ],  # fmt: skip
+                [*argv, str(go), str(n)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -119,8 +134,9 @@ def test_killed_in_the_middle_leaves_no_half_rows(registry, run_pair, tmp_path):
     kept = record_run(command="run", run_dir=run_pair[0])
     before = _counts(registry)
     marker = tmp_path / "in-transaction"
+    record = _dump(run_pair[1], tmp_path / "record.json")
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED, str(run_pair[1]), str(registry), str(marker)],
+        [sys.executable, "-c", _KILLED, str(record), str(registry), str(marker)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
