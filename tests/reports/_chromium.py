@@ -7,7 +7,8 @@ bytes), standard library only -- no browser download, no driver package.
 >>> page.errors, page.images, page.links, page.screenshot
 
 :class:`Page` holds what a test asserts on: every console error, uncaught exception,
-CSP violation and failed resource load (``errors``), every ``<img>`` with its
+CSP violation and failed resource load (``errors``), the number of ``<script>``
+elements, every ``<img>`` with its
 ``complete`` flag and natural size, every ``href`` / ``src`` of the document resolved to
 an absolute URL, the ids of the document (for in-page anchors), and a PNG screenshot.
 """
@@ -55,6 +56,7 @@ class Page:
     ids: set[str] = field(default_factory=set)
     screenshot: bytes = b""
     title: str = ""
+    scripts: int = 0
 
 
 # What the page reports once loaded: images, every URL it refers to, its ids.
@@ -76,6 +78,7 @@ _INSPECT = """(() => {
       complete: i.complete, width: i.naturalWidth, height: i.naturalHeight})),
     links: refs,
     ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+    scripts: document.scripts.length,
   });
 })()"""
 
@@ -280,6 +283,7 @@ class Chromium:
             ids=set(info["ids"]),
             screenshot=base64.b64decode(shot["data"]),
             title=info["title"],
+            scripts=info["scripts"],
         )
         self._events.clear()
         return page

@@ -65,6 +65,7 @@ def check_page(
     print(f"\nscreenshot of {index}: {shot} ({browser.version})")
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 10_000
     assert page.errors == [], f"{index}: the browser reported errors"
+    assert page.scripts == 0, f"{index}: a <script> element (the reports have none)"
     assert page.images or not images, f"{index}: no image"
     broken = [i for i in page.images if not (i["complete"] and i["width"] > 0)]
     assert broken == [], f"{index}: images not loaded"
@@ -119,6 +120,7 @@ def test_check_page_catches_broken_pages(browser, artifacts, tmp_path):
         "<script>console.error('boom')</script></body></html>"
     )
     page = browser.load(tmp_path / "index.html")
+    assert page.scripts == 1
     text = "\n".join(page.errors)
     assert "CSP violation" in text or "Content Security Policy" in text
     assert "nope.png" in text
