@@ -11,6 +11,7 @@ import pytest
 
 from xeval.data import load_mvtec, write_tiny_mvtec
 from xeval.engine.score import score_folder
+from xeval.runs import store
 from xeval.runs.compare import compare_runs
 from xeval.runs.lookup import load_run
 from xeval.runs.record import record_run, record_score, score_manifest
@@ -59,3 +60,34 @@ def test_score_table_recorded_value_for_value(registry, score_tree, mode):
     cmp = compare_runs(load_run(rid), load_run(rid2))
     assert cmp.notes == []
     assert set(cmp.table["change"]) <= {"same", "undefined"}
+
+
+def _wired(command: str) -> bool:
+    from xeval.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    return any("--registry" in a.option_strings for a in sub.choices[command]._actions)
+
+
+def test_xeval_score_records_through_the_cli(tmp_path, score_tree, capsys):
+    """Active once xeval/cli.py gives ``xeval score`` the --registry option."""
+    if not _wired("score"):
+        pytest.skip("xeval score has no --registry option yet (cli.py wiring of issue 11)")
+    from xeval.cli import main
+
+    gt, maps_dir = score_tree
+    reg = tmp_path / "cli.sqlite"
+    argv = ["score", "--maps", str(maps_dir), "--gt", str(gt), "--categories", "a", "b"]
+    assert main([*argv, "--registry", str(reg)]) == 0
+    assert main([*argv, "--registry", "none"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*argv, "--registry", "/proc/self/no.sqlite"]) == 0  # warns, not fails
+    # one line on stderr once RegistryWarning is an xeval.errors warning, else recorded
+    shown = capsys.readouterr().err + "".join(str(w.message) for w in caught)
+    assert shown.count("not recorded in the run registry") == 1
+    with store.connect(reg) as (conn, _):
+        runs = store.list_runs(conn)
+    assert len(runs) == 1 and runs[0]["command"] == "score"
+    assert runs[0]["argv"] == [*argv, "--registry", str(reg)]
+    assert runs[0]["duration_s"] > 0 and runs[0]["categories"] == ["a", "b"]
