@@ -72,16 +72,17 @@ class LabelFree(InfluenceMethod):
     base:
         ``"influence_function"`` (default), ``"tracin"``, ``"grad_dot"`` or
         ``"grad_cos"``.
+    seed:
+        The base method's seed.
     **params:
         The base method's options (``solver``, ``damping``, ``checkpoints``,
-        ``projection_dim``, ``batch_size``, ``seed``...) except ``layers`` (the encoder
-        decides).
+        ``projection_dim``, ``batch_size``...) except ``layers`` (the encoder decides).
     """
 
     name = "label_free"
     needs = "an encoder() hook over a torch module with parameters"
 
-    def __init__(self, *, base: str = "influence_function", **params: Any) -> None:
+    def __init__(self, *, base: str = "influence_function", seed: int = 0, **params: Any) -> None:
         from xeval.registry import check_options
 
         if base not in BASES:
@@ -89,6 +90,7 @@ class LabelFree(InfluenceMethod):
         if "layers" in params:
             raise InputError("label_free sets layers to the encoder's parameters: drop 'layers'")
         cls = INFLUENCE_METHODS.get(base)
+        params = {**params, "seed": seed}
         check_options(cls, params, where=f"label_free base {base!r}")
         self.base_name = base
         self.params = dict(params)
