@@ -65,8 +65,15 @@ class Objective:
             total = total + self.loss(self.model.unflatten(flat), x).sum()
         return total / n + 0.5 * self.l2 * (flat * flat).sum()
 
+    vector_block = 16
+    """At most this many vectors per batched double backward (memory: that many copies
+    of the backward graph's activations)."""
+
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v`` of shape ``(P,)`` or ``(k, P)``."""
+        if v.ndim == 2 and len(v) > self.vector_block:
+            b = self.vector_block
+            return torch.cat([self.hvp(v[i : i + b]) for i in range(0, len(v), b)])
         single = v.ndim == 1
         vv = (v[None] if single else v).to(self.flat.dtype)
         n = len(self.train)
@@ -98,7 +105,7 @@ class Objective:
             rows.append(hv)
         return torch.stack(rows)
 
-    def hessian(self, *, block: int = 256) -> torch.Tensor:
+    def hessian(self, *, block: int = 64) -> torch.Tensor:
         """The full ``(P, P)`` Hessian, ``block`` HVPs at a time (symmetrised)."""
         p = self.n_params
         h = torch.empty(p, p, dtype=torch.float64)
