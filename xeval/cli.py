@@ -25,7 +25,17 @@ def _demo(a) -> int:
     cfg = load_config(name)
     res = run(cfg, out_dir=a.out, resume=not a.no_resume, **_executor_options(a))
     _summary(res)
+    _record(a, "demo", res.out_dir)
     return 0
+
+
+def _record(a, command: str, run_dir: Path) -> None:
+    """Record a finished run folder in the run registry (a failure is one warning)."""
+    from xeval.runs.record import record_run
+
+    rid = record_run(command=command, run_dir=run_dir, registry=a.registry, argv=a.argv)
+    if rid:
+        print(f"recorded as run {rid} (xeval runs; xeval compare {rid} OTHER)")
 
 
 def _executor_options(a) -> dict:
@@ -51,6 +61,7 @@ def _run(a) -> int:
 
     res = run(cfg, out_dir=a.out, resume=not a.no_resume, **_executor_options(a))
     _summary(res)
+    _record(a, "run", res.out_dir)
     return 0
 
 
@@ -152,9 +163,12 @@ def _check_output_file(path: Path, *, option: str) -> None:
 
 
 def _score(a) -> int:
+    import time
+
     from xeval.engine.executor import check_executor_options, make_executor
     from xeval.engine.score import score_folder
 
+    t0 = time.perf_counter()
     if a.json is not None:
         _check_output_file(a.json, option="--json")
     options = _executor_options(a)
@@ -184,6 +198,20 @@ def _score(a) -> int:
             for r in df.to_dict(orient="records")
         }
         atomic_write_json(a.json, records)
+    from xeval.runs.record import record_score
+
+    record_score(
+        df,
+        maps=a.maps,
+        gt=a.gt,
+        fpr_limits=tuple(a.fpr_limit),
+        mode=a.mode,
+        threshold=a.threshold,
+        allow_missing=a.allow_missing,
+        duration_s=time.perf_counter() - t0,
+        registry=a.registry,
+        argv=a.argv,
+    )
     return 0
 
 
@@ -265,6 +293,8 @@ class _Distinct(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xeval.runs.store import add_registry_argument
+
     p = argparse.ArgumentParser(
         prog="xeval", description="Evaluate the explanations of visual anomaly detectors."
     )
@@ -282,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the video audit on the built-in synthetic video benchmark (xeval-out/video)",
     )
     _add_executor_arguments(d)
+    add_registry_argument(d)
     d.set_defaults(fn=_demo)
     r = sub.add_parser("run", help="run a configuration (YAML) or a protocol name")
     r.add_argument("config", help="path to a YAML config, or a name in protocols/")
@@ -301,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the configuration against the registries and exit (loads no data)",
     )
     _add_executor_arguments(r)
+    add_registry_argument(r)
     r.set_defaults(fn=_run)
     s = sub.add_parser("score", help="score precomputed maps against MVTec-layout ground truth")
     s.add_argument(
@@ -347,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "numbers do not depend on it; default 64)",
     )
     _add_executor_arguments(s)
+    add_registry_argument(s)
     s.set_defaults(fn=_score)
     for name, (module, add, fn, text) in COMMANDS.items():
         mod = importlib.import_module(module)
@@ -407,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     from xeval.errors import XevalDeprecationWarning
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the run registry
     with warnings.catch_warnings():
         warnings.simplefilter("always", XevalDeprecationWarning)
         shown = warnings.showwarning

@@ -55,3 +55,8 @@ class OutputError(XevalError, OSError):
 class MissingDataWarning(UserWarning):
     """Data the user allowed to be missing (``xeval score --allow-missing``) is missing;
     it is shown as missing (NaN) in the results, never dropped silently."""
+
+
+class RegistryWarning(UserWarning):
+    """A finished run could not be recorded in the run registry (the run itself
+    succeeded; the message says why and which file)."""

@@ -31,18 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from xeval.errors import InputError
+from xeval.errors import InputError, RegistryWarning
 from xeval.runs import store
 from xeval.runs.store import add_registry_argument  # noqa: F401 (re-exported)
-
-try:  # shown by the CLI as one "xeval: warning: ..." line once it lives in xeval.errors
-    from xeval.errors import RegistryWarning  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until the coordinator adds it to xeval.errors
-
-    class RegistryWarning(UserWarning):
-        """A finished run could not be recorded in the run registry (the run itself
-        succeeded; the message says why and which file)."""
-
 
 SCORE_DETECTOR = "maps"
 """Detector name of ``xeval score`` rows (the maps were made elsewhere)."""
