@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from _influence_toys import one_thread  # noqa: F401
 
 import xeval
@@ -64,3 +65,29 @@ def test_influence_function_hessian_subsample(trained):
     b = xeval.influence(mem, train, test, hessian_subsample=3, seed=0, **kw)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (2, 6) and np.all(np.isfinite(a))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "method, kw",
+    [
+        ("grad_dot", {}),
+        ("tracin", {"projection_dim": 16}),
+        ("knn", {}),
+        ("influence_function", {"solver": "arnoldi", "arnoldi_dim": 6, "top_k": 3}),
+        ("influence_function", {"solver": "cg", "damping": 1.0, "layers": ["decoder.8"]}),
+        ("label_free", {"base": "grad_dot"}),
+    ],
+)
+def test_cuda_equals_cpu(trained, method, kw):
+    import copy
+
+    mem, _, train, test = trained
+    gpu = copy.deepcopy(mem)  # the same weights, on the GPU (checkpoints stay on the CPU)
+    gpu.device, gpu._device = "cuda", torch.device("cuda")
+    gpu.model_.to("cuda")
+    cpu = xeval.influence(mem, train, test, method=method, **kw)
+    got = xeval.influence(gpu, train, test, method=method, **kw)
+    assert got.shape == cpu.shape and np.all(np.isfinite(got))
+    for i in range(len(test)):  # float32 rounding differs between devices
+        assert np.corrcoef(got[i], cpu[i])[0, 1] > 0.99

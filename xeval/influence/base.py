@@ -210,14 +210,18 @@ class GradientMethod(InfluenceMethod):
     # ------------------------------------------------------------------ helpers
     def test_grads(self, model, params, images, projector) -> torch.Tensor:
         """``(n, D)`` float64 gradients of the score on ``images``."""
-        return stack_grads(
-            model.bound("score"),
-            params,
-            images,
-            batch_size=self.batch_size,
-            device=model.device,
-            transform=projector,
-        ).double()
+        return (
+            stack_grads(
+                model.bound("score"),
+                params,
+                images,
+                batch_size=self.batch_size,
+                device=model.device,
+                transform=projector,
+            )
+            .double()
+            .cpu()
+        )
 
     def train_grads(self, model, params, images, projector):
         """Chunks ``(rows, (B, D) float64)`` of gradients of the training loss."""
@@ -229,7 +233,7 @@ class GradientMethod(InfluenceMethod):
             device=model.device,
             transform=projector,
         ):
-            yield rows, g.double()
+            yield rows, g.double().cpu()
 
 
 def grad_similarity(

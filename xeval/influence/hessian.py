@@ -75,7 +75,7 @@ class Objective:
             b = self.vector_block
             return torch.cat([self.hvp(v[i : i + b]) for i in range(0, len(v), b)])
         single = v.ndim == 1
-        vv = (v[None] if single else v).to(self.flat.dtype)
+        vv = (v[None] if single else v).to(device=self.flat.device, dtype=self.flat.dtype)
         n = len(self.train)
         out = torch.zeros(vv.shape, dtype=torch.float64)
         for i in range(0, n, self.batch_size):
@@ -85,7 +85,7 @@ class Objective:
                 loss = self.loss(self.model.unflatten(theta), x).sum()
                 (g,) = torch.autograd.grad(loss, theta, create_graph=True)
                 out += self._second(g, theta, vv).double().cpu()
-        out = out / n + self.l2 * vv.double().cpu()
+        out = out / n + self.l2 * vv.double().cpu()  # results on the CPU, float64
         return out[0] if single else out
 
     def _second(self, g: torch.Tensor, theta: torch.Tensor, vv: torch.Tensor) -> torch.Tensor:

@@ -237,4 +237,4 @@ class _Project:
         self.vecs = vecs
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
-        return g.double() @ self.vecs.T
+        return g.double().cpu() @ self.vecs.T
