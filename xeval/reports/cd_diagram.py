@@ -33,6 +33,7 @@ from xeval.comparisons.ranking import BlockRanking
 from xeval.comparisons.ranking import cliques as find_cliques
 from xeval.errors import InputError
 from xeval.reports.figures import _save, _style, _t, _wrap, explainer_colors
+from xeval.reports.tables import format_value, p_clause
 
 __all__ = [
     "cd_caption",
@@ -181,10 +182,9 @@ def _elbow(ax, name, rank, y, x_text, ha, label, palette, controls, per_rank) ->
 
 def _note(br: BlockRanking) -> str:
     r = br.ranking
-    what = "explainers" if br.kind == "explainers" else "detectors"
-    line = f"{what} ranked over N = {r.n_blocks} categories; Nemenyi \u03b1 = {r.alpha:g}"
+    line = f"N = {r.n_blocks} categories; Nemenyi \u03b1 = {r.alpha:g}"
     if r.evidence != "sufficient":
-        line += f"; insufficient evidence: {r.reason}"
+        line += "; insufficient evidence: a description only"
     return _t(line)
 
 
@@ -240,7 +240,7 @@ def cd_caption(br: BlockRanking) -> str:
         f"{what} over {r.n_blocks} categories (1 = best, on the left). A thick bar joins "
         f"{what}s the Nemenyi test does not tell apart at \u03b1 = {r.alpha:g} (average "
         f"ranks differing by less than CD = {r.cd:.2f}). Friedman \u03c7\u00b2 = "
-        f"{r.statistic:.2f}, p = {r.p_value:.3g}. Controls grey, dashed."
+        f"{format_value(r.statistic, decimals=2)}, {p_clause(r.p_value)}. Controls grey, dashed."
     )
     if r.evidence != "sufficient":
         text += f" Insufficient evidence: {r.reason}."

@@ -624,6 +624,12 @@ RANKING_LEGEND = (
 )
 
 
+def p_clause(p: float) -> str:
+    """``"p = 0.123"``, ``"p < 0.001"`` or ``"p n/a"``."""
+    text = format_p(p)
+    return f"p {text}" if text == "n/a" else "p < 0.001" if text == "<0.001" else f"p = {text}"
+
+
 def format_p(p: float) -> str:
     """A p-value for display: ``"<0.001"``, else 3 decimals; ``"n/a"`` when undefined."""
     if p is None or pd.isna(p):
@@ -672,8 +678,8 @@ def ranking_summary(br, *, decimals: int = 2) -> str:
     ff = "inf" if r.iman_davenport == math.inf else format_value(r.iman_davenport, decimals=2)
     text = (
         f"N = {r.n_blocks} categories, k = {r.k}; Friedman \u03c7\u00b2 = "
-        f"{format_value(r.statistic, decimals=2)} (p = {format_p(r.p_value)}), "
-        f"Iman\u2013Davenport F = {ff} (p = {format_p(r.iman_davenport_p)}); "
+        f"{format_value(r.statistic, decimals=2)} ({p_clause(r.p_value)}), "
+        f"Iman\u2013Davenport F = {ff} ({p_clause(r.iman_davenport_p)}); "
         f"CD = {r.cd:.{decimals}f} (Nemenyi, \u03b1 = {r.alpha:g})"
     )
     if r.dropped_blocks:
