@@ -8,7 +8,7 @@ See :func:`write_report` for the files a report folder contains.
 
 from __future__ import annotations
 
-from xeval.reports.data import GalleryItem, ReportData
+from xeval.reports.data import GalleryItem, ReportData, with_statistics
 from xeval.reports.latex import latex_tables
 from xeval.reports.tables import latex_table, markdown_tables
 from xeval.reports.writer import read_results_csv, write_report
@@ -20,5 +20,6 @@ __all__ = [
     "latex_tables",
     "markdown_tables",
     "read_results_csv",
+    "with_statistics",
     "write_report",
 ]
