@@ -301,3 +301,17 @@ def test_needs_two_training_images(net):
     det, train, test = net
     with pytest.raises(InputError, match="at least 2 training images"):
         xeval.influence(det, train[:1], test, method="influence_function")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_scaling_the_training_loss_changes_nothing_without_l2(solver):
+    """Objective mean 2ℓ: H and g double, (H)⁻¹g does not change (the loss-is-not-the-
+    score path of self-influence included)."""
+    det, train, test, *_ = _centre_case(l2=0.0)
+    kw = dict(method="influence_function", solver=solver, damping=0.0)
+    a = xeval.influence(det, train, test, **kw)
+    b = xeval.influence(det, train, test, loss=lambda m, x: 2 * m(x), **kw)
+    np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-14)
+    sa = xeval.self_influence(det, train, **kw)
+    sb = xeval.self_influence(det, train, loss=lambda m, x: 2 * m(x), **kw)
+    np.testing.assert_allclose(sb, sa, rtol=1e-8, atol=1e-14)

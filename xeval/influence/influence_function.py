@@ -157,10 +157,9 @@ class InfluenceFunction(GradientMethod):
     def _scale(self, n: int) -> float:
         return 1.0 / (n - 1) if self.centre else 1.0 / n
 
-    # ------------------------------------------------------------------ methods
-    def influence(self, problem: Problem, test: np.ndarray) -> np.ndarray:
-        model, params, objective, solver = self._setup(problem)
-        n = problem.n_train
+    def _inverse(self, objective: Objective, solver: str):
+        """``(apply, proj)``: ``apply(rows) ≈ rows (H + λI)⁻¹`` in the space ``proj``
+        maps gradients to (the Arnoldi eigenvectors' coordinates; None: parameters)."""
         if solver == "arnoldi":
             evals, vecs = arnoldi(
                 objective,
@@ -169,17 +168,23 @@ class InfluenceFunction(GradientMethod):
                 damping=self.damping,
                 seed=self.seed,
             )
-            proj = _Project(vecs)
-            u = self.test_grads(model, params, test, proj) / (evals + self.damping)
-        else:
-            t = self.test_grads(model, params, test, None)
-            if solver == "exact":
-                u = exact_inverse(objective, damping=self.damping)(t)
-            else:
-                u = conjugate_gradients(
-                    objective, t, damping=self.damping, tol=self.cg_tol, max_iter=self.cg_max_iter
-                )
-            proj = None
+            return (lambda v: v / (evals + self.damping)), _Project(vecs)
+        if solver == "exact":
+            return exact_inverse(objective, damping=self.damping), None
+
+        def cg(v: torch.Tensor) -> torch.Tensor:
+            return conjugate_gradients(
+                objective, v, damping=self.damping, tol=self.cg_tol, max_iter=self.cg_max_iter
+            )
+
+        return cg, None
+
+    # ------------------------------------------------------------------ methods
+    def influence(self, problem: Problem, test: np.ndarray) -> np.ndarray:
+        model, params, objective, solver = self._setup(problem)
+        n = problem.n_train
+        apply, proj = self._inverse(objective, solver)
+        u = apply(self.test_grads(model, params, test, proj))  # (H + λI)⁻¹ ∇s_i
         out = torch.empty(len(test), n, dtype=torch.float64)
         for rows, g in self.train_grads(model, params, problem.train, proj):
             out[:, rows] = u @ g.T
@@ -191,30 +196,7 @@ class InfluenceFunction(GradientMethod):
         model, params, objective, solver = self._setup(problem)
         n = problem.n_train
         same = model.loss is model.score
-        proj = None
-        apply = None
-        if solver == "arnoldi":
-            evals, vecs = arnoldi(
-                objective,
-                n_iter=self.arnoldi_dim,
-                top_k=self.top_k,
-                damping=self.damping,
-                seed=self.seed,
-            )
-            proj = _Project(vecs)
-
-            def apply(v):
-                return v / (evals + self.damping)
-
-        elif solver == "exact":
-            apply = exact_inverse(objective, damping=self.damping)
-        else:
-
-            def apply(v):
-                return conjugate_gradients(
-                    objective, v, damping=self.damping, tol=self.cg_tol, max_iter=self.cg_max_iter
-                )
-
+        apply, proj = self._inverse(objective, solver)
         w = None
         if self.centre:  # u_j·ḡ = s_jᵀ A ḡ = s_j·w with w = A ḡ (A symmetric): a first pass
             g_sum = sum(
