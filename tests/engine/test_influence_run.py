@@ -203,3 +203,18 @@ def test_html_escapes_every_string():
     )
     assert "<script>x" not in page and "&lt;script&gt;" in page
     assert "<img src=x" not in page and "&lt;b&gt;" in page
+
+
+def test_peak_memory_sees_a_large_allocation():
+    from xeval.engine.influence import _PeakMemory, _rss_bytes
+
+    if _rss_bytes() is None:
+        pytest.skip("no /proc/self/statm on this platform")
+    with _PeakMemory() as pm:
+        a = np.ones(80 * 2**20 // 8)  # 80 MiB, touched
+        a.sum()
+        import time
+
+        time.sleep(0.02)
+        del a
+    assert 60 <= pm.mib <= 400
