@@ -113,7 +113,8 @@ METRICS: dict[str, _Metric] = {
             True,
             "influence",
             "per test anomaly of a planted type: fraction of its top-k training images of "
-            "the same defect type (planted); mean over test anomalies",
+            "the same defect type (planted); mean over test anomalies; its ceiling is "
+            "min(k, planted images of the type) / k (0.2 with one planted image and k = 5)",
         ),
         _Metric(
             "top_k_cardinality",
