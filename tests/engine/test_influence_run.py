@@ -218,3 +218,47 @@ def test_peak_memory_sees_a_large_allocation():
         time.sleep(0.02)
         del a
     assert 60 <= pm.mib <= 400
+
+
+def _row(explainer, value, lo, hi, control, category="mean", label="planted_auroc@0.1"):
+    return {
+        "explainer": explainer,
+        "value": value,
+        "ci_low": lo,
+        "ci_high": hi,
+        "control": control,
+        "category": category,
+        "label": label,
+    }
+
+
+def test_conclusion_says_beats_loses_or_not_separable():
+    from xeval.reports.influence import conclusion
+
+    res = pd.DataFrame(
+        [
+            _row("a", 0.95, 0.9, 1.0, False),
+            _row("b", 0.50, 0.4, 0.6, False),
+            _row("c", 0.80, 0.6, 0.95, False),
+            _row("random", 0.5, 0.45, 0.55, True),
+            _row("knn_distance", 0.7, 0.65, 0.75, True),
+        ]
+    )
+    text = " ".join(conclusion(res, [0.1]))
+    assert "**a** (planted AUROC 0.950) beats the best control **knn_distance**" in text
+    assert "**b** (planted AUROC 0.500) loses to" in text
+    assert "**c** (planted AUROC 0.800) is not separable from" in text
+
+
+def test_mean_rows_over_categories_drop_the_interval():
+    from xeval.engine.influence import _mean_rows
+
+    rows = [
+        {**_row("a", 0.6, 0.5, 0.7, False, category="brick"), "n": 3, "note": ""},
+        {**_row("a", 0.8, 0.7, 0.9, False, category="grass"), "n": 3, "note": ""},
+    ]
+    (m,) = _mean_rows(rows)
+    assert m["category"] == "mean" and m["value"] == pytest.approx(0.7)
+    assert np.isnan(m["ci_low"]) and "mean over categories" in m["note"]
+    (one,) = _mean_rows(rows[:1])
+    assert (one["value"], one["ci_low"], one["ci_high"]) == (0.6, 0.5, 0.7)
