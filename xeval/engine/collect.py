@@ -16,7 +16,7 @@ from xeval.explainers.base import Explainer
 from xeval.metrics.base import Metric, canonical_params, parse_exclusion_note
 from xeval.results import make_row
 
-__all__ = ["collect_unit", "mean_rows"]
+__all__ = ["collect_unit", "mean_rows", "pooled_summaries"]
 
 
 def collect_unit(
@@ -114,6 +114,30 @@ def collect_unit(
                 }
             )
     return {"rows": rows, "curves": curves, "per_image": per_image}
+
+
+def pooled_summaries(
+    *,
+    detector: str,
+    category: str,
+    explainers: list[Explainer],
+    states: dict[str, MetricStates],
+) -> dict:
+    """The unit's per-image summaries of pooled metrics (for their image bootstrap,
+    :func:`xeval.engine.verdicts.pooled_verdicts`), JSON-able::
+
+        {"detector", "category", "explainers": {name: {"control", "input_dependent",
+         "summaries": {summary key: payload}}}}
+    """
+    out: dict = {"detector": detector, "category": category, "explainers": {}}
+    for e in explainers:
+        finished = states[e.name].finished_summaries()
+        out["explainers"][e.name] = {
+            "control": bool(e.control),
+            "input_dependent": bool(getattr(e, "input_dependent", True)),
+            "summaries": {k: s.to_payload() for k, s in finished.items()},
+        }
+    return out
 
 
 _KEYS = ["detector", "explainer", "dataset", "protocol", "metric", "label", "params"]

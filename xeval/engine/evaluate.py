@@ -2,7 +2,9 @@
 
 The detector predicts (score, map) once per batch; each explainer explains once; the
 maps are upsampled to each mask's native size and every metric's state is updated
-(metrics of one compute group share one state). Nothing holds all maps in memory.
+(metrics of one compute group share one state). Nothing holds all maps in memory but
+the states that need every score (exact pixel ranking) and the per-image summaries of
+pooled metrics (:meth:`MetricStates.finished_summaries`, for their image bootstrap).
 Metrics of the ``probe`` stage are run afterwards (:mod:`xeval.engine.probes`).
 """
 
@@ -30,13 +32,20 @@ __all__ = ["MetricStates", "stream"]
 
 
 class MetricStates:
-    """The metric states of one explainer in one unit: one state per compute group."""
+    """The metric states of one explainer in one unit: one state per compute group.
 
-    def __init__(self, metrics: list[Metric]) -> None:
+    With ``summaries=True``, also one per-image summary collector per
+    :meth:`~xeval.metrics.base.Metric.summary_key` of the stream metrics (pooled
+    metrics' image bootstrap), updated with every record of the stream."""
+
+    def __init__(self, metrics: list[Metric], *, summaries: bool = False) -> None:
         self.metrics = list(metrics)
         self.key_of: list[tuple] = []
         self.states: dict[tuple, object] = {}
         self.leader: dict[tuple, Metric] = {}
+        self.with_summaries = bool(summaries)
+        self.summaries: dict[str, object] = {}
+        self.summary_leader: dict[str, Metric] = {}
         for m in self.metrics:
             shared = m.shares()
             key = ("own", m.label) if shared is None or m.subset else ("shared", shared)
@@ -44,6 +53,10 @@ class MetricStates:
             if key not in self.states:
                 self.states[key] = m.init()
                 self.leader[key] = m
+            skey = m.summary_key() if summaries and m.stage == "stream" and not m.subset else None
+            if skey is not None and skey not in self.summaries:
+                self.summaries[skey] = m.init_summary()
+                self.summary_leader[skey] = m
 
     def update(
         self,
@@ -70,12 +83,24 @@ class MetricStates:
                 if len(idx) < len(record):
                     rec, expl = record.subset(idx), explanation.subset(idx)
             self.states[key] = m.update(self.states[key], rec, expl)
+        if only is None:
+            for skey, m in self.summary_leader.items():
+                if m.stage == stage:
+                    self.summaries[skey] = m.update_summary(
+                        self.summaries[skey], record, explanation
+                    )
 
     def merge(self, other: MetricStates) -> MetricStates:
-        out = MetricStates(self.metrics)
+        out = MetricStates(self.metrics, summaries=self.with_summaries)
         for key, m in self.leader.items():
             out.states[key] = m.merge(self.states[key], other.states[key])
+        for skey in self.summary_leader:
+            out.summaries[skey] = self.summaries[skey].merge(other.summaries[skey])
         return out
+
+    def finished_summaries(self) -> dict[str, object]:
+        """The per-image summaries (``finish()`` of each collector), by summary key."""
+        return {skey: c.finish() for skey, c in self.summaries.items()}
 
     def state_of(self, i: int):
         return self.states[self.key_of[i]]
@@ -97,7 +122,7 @@ def stream(
     probe_for: Callable[[Explainer], object],
 ) -> tuple[dict[str, MetricStates], dict[str, dict[str, float]], float]:
     """``(states by explainer, image scores by explainer and id, seconds)``."""
-    states = {e.name: MetricStates(metrics) for e in explainers}
+    states = {e.name: MetricStates(metrics, summaries=True) for e in explainers}
     scores_by_id: dict[str, dict[str, float]] = {e.name: {} for e in explainers}
     probes = {e.name: probe_for(e) for e in explainers}
     t = time.perf_counter()

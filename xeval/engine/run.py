@@ -118,8 +118,10 @@ def evaluate_unit(
     """Fit ``det`` on the category's normal images, explain and score the test set.
 
     Returns a dict with ``rows`` (results rows), ``curves``, ``per_image`` (rows),
-    ``gallery`` (candidates), ``timings``, ``subsets`` (ids of the costly metrics'
-    images) and ``configs`` (what was resolved).
+    ``pooled`` (per-image summaries of the pooled metrics, see
+    :func:`~xeval.engine.collect.pooled_summaries`), ``gallery`` (candidates),
+    ``timings``, ``subsets`` (ids of the costly metrics' images) and ``configs`` (what
+    was resolved).
     """
     cat = split.category
     if not split.test:
@@ -199,6 +201,11 @@ def evaluate_unit(
         seed=cfg.seed,
         subsets=subsets,
     )
+    t = time.perf_counter()
+    unit["pooled"] = collect.pooled_summaries(
+        detector=det.name, category=cat, explainers=explainers, states=states
+    )
+    timings["summaries_s"] = time.perf_counter() - t
     t = time.perf_counter()
     unit["gallery"] = (
         gallery.gallery_candidates(
@@ -395,7 +402,7 @@ def _cache_dir(cfg: RunConfig, out: Path, given) -> Path | None:
 def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir, options: dict) -> RunResult:
     from xeval.adapters.imports import get_safe_imports
     from xeval.engine.executor import UnitFailure, UnitsFailedError, make_executor
-    from xeval.engine.verdicts import rank_table, verdicts
+    from xeval.engine.verdicts import pooled_verdicts, rank_table, verdicts
     from xeval.reports import ReportData, write_report
 
     t_start = time.perf_counter()
@@ -493,6 +500,19 @@ def _run(cfg: RunConfig, out: Path, *, resume: bool, cache_dir, options: dict) -
         n_boot=cfg.evaluation.bootstrap,
         seed=cfg.seed,
     )
+    pooled_df = pooled_verdicts(  # pooled metrics: paired image bootstrap
+        {(c, d.name): units[f"{c}/{d.name}"].get("pooled") for c in splits for d in cfg.detectors},
+        metrics={
+            d.name: [m for m in build_metrics(cfg.metrics_for(d)) if m.family in VERDICT_FAMILIES]
+            for d in cfg.detectors
+        },
+        n_boot=cfg.evaluation.bootstrap,
+        seed=cfg.seed,
+    )
+    if len(pooled_df):
+        verdict_df = (
+            pooled_df if verdict_df.empty else pd.concat([verdict_df, pooled_df], ignore_index=True)
+        )
     headline = results[(results["headline"].astype(int) > 0) & (results["family"] != "detection")]
     ranks_df = rank_table(results, metrics=list(dict.fromkeys(headline["label"])))
     report = ReportData(

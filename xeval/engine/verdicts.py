@@ -25,18 +25,41 @@ beats or loses. Against *all* comparators: ``beats`` only if it beats every one,
 ``loses`` if it loses to any, ``insufficient evidence`` if any comparison lacks
 evidence, else ``ties``. Each verdict row says what it means (``meaning``).
 
+Pooled metrics (pixel AUROC, pixel AUPR, AUPRO@L: one value per category, computed over
+all its pixels) have no per-image values; :func:`pooled_verdicts` compares them with the
+same rules by a **paired cluster (image) bootstrap**: images are the independent units
+(pixels of one image are not), so each category's test images are resampled with
+replacement -- normal images and images with anomalous pixels separately (stratified),
+so that every resample holds both -- the pooled metric is recomputed for the explainer
+*and* each control on the same resample, and the difference (sign flipped for
+lower-is-better metrics) is averaged over the categories, each resampled independently,
+as the results' ``mean`` row averages categories (categories where the metric is
+undefined are left out, as there). The percentile CI of that mean difference decides as
+above; ``n`` counts the images, and fewer than ``min_n`` is ``insufficient evidence``.
+The metrics are recomputed from per-image score histograms on a fixed grid per
+(category, explainer) (:mod:`xeval.metrics.pooled`): each bin acts as one tied score, so
+the replicates and ``mean_diff`` (the full-sample difference) are *binned*
+approximations, within about ``1 / bins`` of the exact values, while ``results.csv``
+keeps the exact values. References: Davison & Hinkley (1997), *Bootstrap Methods and
+their Application*, sec. 3.8 (stratified, multi-stage resampling of clustered data);
+Field & Welsh (2007), "Bootstrapping clustered data", JRSS-B 69(3).
+
 A rank table orders explainers per detector by their mean-over-categories value of
 each headline metric (1 = best) and averages the ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from xeval.errors import InputError, ResumeWarning
+from xeval.metrics.pooled import stratified_weights, summary_from_payload
 from xeval.stats import bootstrap_mean_ci
 
 VERDICT_COLUMNS = [
@@ -204,6 +227,216 @@ def verdicts(
                              verdict=_overall(per_ctrl), meaning=meaning)
                     )  # fmt: skip
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+POOLED_MEANING = (
+    "paired image bootstrap of the pooled metric (images resampled within each category, "
+    "normal and anomalous separately; explainer and control on the same resamples; mean "
+    "over categories; binned scores)"
+)
+
+
+def _category_rng(seed: int, category: str) -> np.random.Generator:
+    """The resampling stream of one category: the same for every detector, explainer and
+    metric (paired), independent of the order of the units."""
+    return np.random.default_rng([int(seed), zlib.crc32(str(category).encode())])
+
+
+def _percentile_ci(reps: np.ndarray, level: float) -> tuple[float, float]:
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
+
+
+def pooled_verdicts(
+    units: Mapping[tuple[str, str], Mapping | None],
+    *,
+    metrics: Mapping[str, Sequence],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Verdicts (columns :data:`VERDICT_COLUMNS`) of pooled metrics against the controls
+    by the paired, stratified image bootstrap of the module docstring.
+
+    ``units``: ``(category, detector) ->`` the unit's per-image summaries as written by
+    :func:`xeval.engine.collect.pooled_summaries`, or None for a unit without them (e.g.
+    saved by an older xeval): that detector then gets no pooled verdict and a
+    :class:`~xeval.errors.ResumeWarning` says why. ``metrics``: per detector, the metric
+    objects to judge (those without a :meth:`~xeval.metrics.base.Metric.summary_key`
+    are skipped); each metric's rule is :meth:`VerdictRule.of`."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise InputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if isinstance(level, bool) or not 0 < float(level) < 1:
+        raise InputError(f"level must lie in (0, 1), got {level!r}")
+    by_det: dict[str, list[Mapping]] = {}
+    missing: dict[str, list[str]] = {}
+    for (cat, det), u in units.items():
+        if u is None:
+            missing.setdefault(str(det), []).append(str(cat))
+            continue
+        if not isinstance(u, Mapping) or not isinstance(u.get("explainers"), Mapping):
+            raise InputError(
+                f"unit {cat}/{det}: malformed per-image summaries ({type(u).__name__}); "
+                "expected the dict of xeval.engine.collect.pooled_summaries"
+            )
+        by_det.setdefault(str(det), []).append({**u, "category": str(cat)})
+    for det, cats in missing.items():
+        warnings.warn(
+            f"detector {det!r}: no verdict for pooled metrics: the units of categories "
+            f"{cats} hold no per-image summaries (saved by an older xeval?)",
+            ResumeWarning,
+            stacklevel=2,
+        )
+    rows = []
+    for det, det_units in by_det.items():
+        if det in missing:
+            continue
+        judged = [m for m in metrics.get(det, ()) if m.summary_key() is not None]
+        if not judged:
+            continue
+        cats = _Categories(det_units, n_boot=n_boot, seed=seed)
+        for m in judged:
+            rows += _pooled_metric_rows(det, m, cats, level)
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+class _Categories:
+    """One detector's units: decoded summaries, bootstrap weights per category (shared by
+    every explainer and metric) and the metric replicates (computed once each)."""
+
+    def __init__(self, units: list[Mapping], *, n_boot: int, seed: int) -> None:
+        self.units = {str(u["category"]): u for u in units}
+        self.n_boot = n_boot
+        self.seed = seed
+        self._summary: dict = {}
+        self._weights: dict = {}
+        self._values: dict = {}
+        first = next(iter(self.units.values()))
+        self.explainers = list(first["explainers"])
+        info = first["explainers"]
+        self.controls = sorted(e for e in self.explainers if info[e]["control"])
+        self.input_dependent = sorted(e for e in self.controls if info[e]["input_dependent"])
+
+    def summary(self, cat: str, explainer: str, key: str):
+        k = (cat, explainer, key)
+        if k not in self._summary:
+            entry = self.units[cat]["explainers"].get(explainer)
+            payload = None if entry is None else entry["summaries"].get(key)
+            self._summary[k] = None if payload is None else summary_from_payload(payload)
+        return self._summary[k]
+
+    def weights(self, cat: str, key: str, summary) -> np.ndarray:
+        """Weights of the category's images (columns, in the summary's order): row 0 all
+        ones (the full sample), then the bootstrap counts of each resample; the same for
+        every explainer (checked: same images) and metric."""
+        k = (cat, key)
+        if k not in self._weights:
+            w = stratified_weights(
+                summary.strata, n_boot=self.n_boot, rng=_category_rng(self.seed, cat)
+            )
+            w = np.vstack([np.ones((1, w.shape[1])), w])
+            self._weights[k] = (list(summary.ids), summary.strata, w)
+        ids, strata, w = self._weights[k]
+        if list(summary.ids) != ids or not np.array_equal(summary.strata, strata):
+            raise InputError(
+                f"category {cat!r}: the explainers' per-image summaries hold different "
+                "images (or masks); a paired bootstrap needs the same images"
+            )
+        return w
+
+    def values(self, cat: str, explainer: str, metric) -> tuple[float, np.ndarray, int] | None:
+        """``(full-sample value, (B,) replicates, images)`` or None without a summary."""
+        key = metric.summary_key()
+        k = (cat, explainer, metric.label)
+        if k not in self._values:
+            s = self.summary(cat, explainer, key)
+            if s is None:
+                self._values[k] = None
+            else:
+                v = np.asarray(metric.compute_weighted(s, self.weights(cat, key, s)), float)
+                self._values[k] = (float(v[0]), v[1:], s.n_images)
+        return self._values[k]
+
+    def differences(self, explainer: str, other: str | None, metric, sign: int):
+        """Mean over the categories where both are defined of ``sign * (e - other)``
+        (``other`` None: of ``sign * e``): ``(full-sample value, replicates, images)``."""
+        full, reps, n = [], [], 0
+        for cat in self.units:
+            a = self.values(cat, explainer, metric)
+            b = None if other is None else self.values(cat, other, metric)
+            if a is None or (other is not None and b is None):
+                continue
+            fa, ra, na = a
+            fb, rb = (0.0, 0.0) if b is None else b[:2]
+            if np.isnan(fa) or np.isnan(fb):
+                continue
+            full.append(sign * (fa - fb))
+            reps.append(sign * (ra - rb))
+            n += na
+        if not full:
+            return float("nan"), np.zeros(0), 0
+        return float(np.mean(full)), np.mean(reps, axis=0), n
+
+
+def _pooled_metric_rows(det: str, metric, cats: _Categories, level: float) -> list[dict]:
+    rule = VerdictRule.of(metric)
+    meaning = f"{MEANINGS.get(rule.comparators, '')}; {POOLED_MEANING}"
+    rows = []
+    real = [e for e in cats.explainers if e not in cats.controls]
+    for e in real:
+        if rule.comparators == "threshold":
+            full, reps, n = cats.differences(e, None, metric, 1)
+            v, lo, hi = _pooled_threshold(full, reps, n, rule, level)
+            rows.append(
+                dict(detector=det, explainer=e, metric=metric.label, control=ALL,
+                     mean_diff=full, ci_low=lo, ci_high=hi, n=n, verdict=v,
+                     meaning=f"{meaning}; threshold {rule.threshold:g}")
+            )  # fmt: skip
+            continue
+        comparators = (
+            cats.input_dependent if rule.comparators == "input-dependent controls"
+            else cats.controls
+        )  # fmt: skip
+        sign = 1 if rule.higher_is_better else -1
+        per_ctrl = []
+        for c in comparators:
+            full, reps, n = cats.differences(e, c, metric, sign)
+            if n == 0:
+                lo = hi = float("nan")
+                v = "undefined"
+            elif n < max(rule.min_n, 2):
+                lo = hi = float("nan")
+                v = "insufficient evidence"
+            else:
+                lo, hi = _percentile_ci(reps, level)
+                v = "beats" if lo > 0 else "loses" if hi < 0 else "ties"
+            per_ctrl.append(v)
+            rows.append(
+                dict(detector=det, explainer=e, metric=metric.label, control=c,
+                     mean_diff=full, ci_low=lo, ci_high=hi, n=n, verdict=v, meaning=meaning)
+            )  # fmt: skip
+        if per_ctrl:
+            rows.append(
+                dict(detector=det, explainer=e, metric=metric.label, control=ALL,
+                     mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, n=0,
+                     verdict=_overall(per_ctrl), meaning=meaning)
+            )  # fmt: skip
+    return rows
+
+
+def _pooled_threshold(full: float, reps: np.ndarray, n: int, rule: VerdictRule, level: float):
+    if n == 0:
+        return "undefined", float("nan"), float("nan")
+    if n < max(rule.min_n, 2):
+        return "insufficient evidence", float("nan"), float("nan")
+    lo, hi = _percentile_ci(reps, level)
+    t = float(rule.threshold)
+    good = lo > t if rule.higher_is_better else hi < t
+    bad = hi < t if rule.higher_is_better else lo > t
+    return ("passes" if good else "fails" if bad else "inconclusive"), lo, hi
 
 
 def rank_table(results: pd.DataFrame, *, metrics: list[str]) -> pd.DataFrame:

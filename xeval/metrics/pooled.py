@@ -73,28 +73,39 @@ DEFAULT_BINS = 512
 # --------------------------------------------------------------------------- grid
 def grid_edges(neg: np.ndarray, pos: np.ndarray, *, bins: int = DEFAULT_BINS) -> np.ndarray:
     """Ascending inner edges of the score grid of a set: bin ``k`` holds the scores
-    ``edges[k - 1] <= v < edges[k]`` (``np.searchsorted(edges, v, side="right")``).
+    ``edges[k - 1] <= v < edges[k]`` (:func:`bin_index`).
 
     ``neg`` / ``pos``: the normal / anomalous pixel scores of the whole set. At most
     ``bins`` distinct values: one bin per value (exact). Otherwise the union of
-    ``bins // 2`` quantiles (observed values, ``method="lower"``) of each class."""
+    ``bins // 2`` lower empirical quantiles (observed values: the ``floor(q (n - 1))``-th
+    smallest, ``q = 1/m, 2/m, ..., 1``) of each class. Edges are values of the scores'
+    own dtype (binning needs no conversion)."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise InputError(f"bins must be an integer >= 2, got {bins!r}")
-    values = [np.asarray(a).ravel() for a in (neg, pos) if np.size(a)]
+    values = [np.sort(np.asarray(a).ravel()) for a in (neg, pos) if np.size(a)]
     if not values:
         return np.zeros(0, np.float64)
-    allv = np.unique(np.concatenate(values).astype(np.float64, copy=False))
-    if allv.size <= bins:
-        return allv[1:]
-    q = np.linspace(0.0, 1.0, bins // 2 + 1)[1:]
-    cuts = [np.quantile(a.astype(np.float64, copy=False), q, method="lower") for a in values]
-    edges = np.unique(np.concatenate(cuts))
-    return edges[edges > allv[0]]
+    dtype = np.result_type(*values)
+    values = [v.astype(dtype, copy=False) for v in values]
+    distinct = [v[np.concatenate(([True], v[1:] != v[:-1]))] for v in values]
+    if sum(d.size for d in distinct) <= bins:
+        return np.unique(np.concatenate(distinct))[1:]
+    edges = []
+    for v in values:  # np.quantile(v, q, method="lower") on the sorted values
+        q = np.arange(1, bins // 2 + 1) / (bins // 2)
+        idx = np.floor(q * (v.size - 1)).astype(np.int64)
+        edges.append(v[np.minimum(idx, v.size - 1)])
+    edges = np.unique(np.concatenate(edges))
+    return edges[edges > min(v[0] for v in values)]
 
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin of every score (``0 .. len(edges)``)."""
-    return np.searchsorted(edges, np.asarray(values, dtype=np.float64), side="right")
+    """Bin of every score (``0 .. len(edges)``): ``searchsorted(edges, v, "right")``."""
+    values = np.asarray(values)
+    if values.dtype != edges.dtype:
+        values = values.astype(np.result_type(values, edges), copy=False)
+        edges = edges.astype(values.dtype, copy=False)
+    return np.searchsorted(edges, values, side="right")
 
 
 # ------------------------------------------------------------------- summaries
@@ -144,7 +155,15 @@ class PixelHistograms:
         hit = self._cache.get("weighted")
         if hit is not None and hit[0].shape == w.shape and np.array_equal(hit[0], w):
             return hit[1]
-        out = (w @ self.neg, w @ self.pos, w @ self.cov, w @ self.n_regions)
+        stack = self._cache.get("stack")
+        if stack is None:  # one float64 matrix: a single BLAS product per weight matrix
+            stack = np.concatenate(
+                [self.neg, self.pos, self.cov, self.n_regions[:, None]], axis=1
+            ).astype(np.float64)
+            self._cache["stack"] = stack
+        k = self.neg.shape[1]
+        prod = w @ stack
+        out = (prod[:, :k], prod[:, k : 2 * k], prod[:, 2 * k : 3 * k], prod[:, 3 * k])
         self._cache["weighted"] = (w.copy(), out)
         return out
 
@@ -341,12 +360,15 @@ def weighted_aupro(
     cum_n = np.cumsum(nd, axis=-1)
     n = cum_n[..., -1:]
     ok = (n[..., 0] > 0) & (regions > 0)
-    safe_n = np.where(n > 0, n, 1.0)
-    safe_r = np.where(regions > 0, regions, 1.0)[..., None]
     lead = np.zeros(cum_n.shape[:-1] + (1,))
     one = np.ones_like(lead)
-    x = np.concatenate([lead, np.minimum(cum_n / safe_n, 1.0), one], axis=-1)
-    y = np.concatenate([lead, np.minimum(np.cumsum(cd, axis=-1) / safe_r, 1.0), one], axis=-1)
+    x = np.concatenate([lead, np.minimum(cum_n / np.where(n > 0, n, 1.0), 1.0), one], axis=-1)
+    # only segments starting below L count: keep the points up to the last such start
+    j = int((x < lim).sum(axis=-1).max())
+    x = x[..., : j + 1]
+    pro = np.cumsum(cd[..., : min(j, cd.shape[-1])], axis=-1)
+    pro /= np.where(regions > 0, regions, 1.0)[..., None]
+    y = np.concatenate([lead, np.minimum(pro, 1.0), one], axis=-1)[..., : j + 1]
     x0, x1, y0, y1 = x[..., :-1], x[..., 1:], y[..., :-1], y[..., 1:]
     cut = x1 > lim
     with np.errstate(invalid="ignore", divide="ignore"):
