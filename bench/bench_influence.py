@@ -6,8 +6,9 @@ cache on first use; ``--synthetic`` uses random images instead). For every metho
 ``xeval.influence`` and, beside it, captum's classes called directly on the same model,
 checkpoints and images:
 
-- time per test sample (``influence``: the ``(n_test, n_train)`` matrix time / n_test)
-  and per training sample (``self_influence`` time / n_train);
+- time per test sample (``influence``: the ``(n_test, n_train)`` matrix time / n_test,
+  fixed costs such as the Hessian's eigenpairs included) and per training sample
+  (``self_influence`` time / n_train); the fastest of ``--repeats`` calls;
 - peak memory: the peak RSS during the call minus the RSS before it, each case in a
   fresh subprocess (Linux ``/proc/self/clear_refs`` resets the peak; elsewhere the
   process's ``ru_maxrss`` is used);
@@ -23,7 +24,7 @@ fully-connected layer whose output feeds the loss, and the autoencoder's score i
 reconstruction error after a convolution and a sigmoid.
 
 Run: ``python bench/bench_influence.py [--n-train 24] [--n-test 4] [--size 32]
-[--width 8] [--epochs 6] [--threads 1]`` (prints a table; ``--json PATH`` writes it).
+[--width 8] [--epochs 6] [--threads 1] [--repeats 1]`` (prints a table; ``--json PATH`` writes it).
 Temporary files (checkpoints for captum, result arrays) live in a temporary folder that
 is removed at the end.
 """
@@ -344,6 +345,7 @@ def main() -> None:
     ap.add_argument("--proj", type=int, default=256)
     ap.add_argument("--arnoldi-dim", type=int, default=20)
     ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=1, help="time: the fastest of these")
     ap.add_argument("--json", default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
