@@ -155,6 +155,8 @@ def test_grid_has_one_bin_per_value_when_few_and_quantiles_otherwise():
     neg = np.array([0.0, 1.0, 1.0, 2.0])
     pos = np.array([2.0, 3.0])
     np.testing.assert_array_equal(grid_edges(neg, pos, bins=8), [1.0, 2.0, 3.0])
+    shared = grid_edges(np.array([0, 1, 2, 2]), np.array([1, 2, 3]), bins=4)
+    np.testing.assert_array_equal(shared, [1, 2, 3])  # 4 distinct values in all: exact
     rng = np.random.default_rng(0)
     neg, pos = rng.random(10_000), rng.random(500) + 0.5
     e = grid_edges(neg, pos, bins=64)

@@ -87,9 +87,11 @@ def grid_edges(neg: np.ndarray, pos: np.ndarray, *, bins: int = DEFAULT_BINS) ->
         return np.zeros(0, np.float64)
     dtype = np.result_type(*values)
     values = [v.astype(dtype, copy=False) for v in values]
-    distinct = [v[np.concatenate(([True], v[1:] != v[:-1]))] for v in values]
-    if sum(d.size for d in distinct) <= bins:
-        return np.unique(np.concatenate(distinct))[1:]
+    distinct = np.unique(
+        np.concatenate([v[np.concatenate(([True], v[1:] != v[:-1]))] for v in values])
+    )
+    if distinct.size <= bins:
+        return distinct[1:]
     edges = []
     for v in values:  # np.quantile(v, q, method="lower") on the sorted values
         q = np.arange(1, bins // 2 + 1) / (bins // 2)
