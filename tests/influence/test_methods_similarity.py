@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from sklearn.neighbors import NearestNeighbors
 
 import xeval
+from xeval.errors import InputError
 from xeval.influence.gradients import RandomProjection
 
 
@@ -187,3 +188,40 @@ def test_representation_top_k_equals_captum_similarity_influence(net, tmp_path):
     idx, scores = res["2"]
     np.testing.assert_array_equal(idx.numpy(), np.argsort(-got, axis=1, kind="stable")[:, :4])
     np.testing.assert_allclose(scores.numpy(), -np.sort(-got, axis=1)[:, :4], rtol=1e-6)
+
+
+def test_count_sketch_equals_its_dense_matrix_and_is_unbiased():
+    from xeval.influence.gradients import CountSketch
+
+    g = torch.randn(4, 300, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    cs = CountSketch(300, 20, seed=3)
+    dense = torch.zeros(300, 20, dtype=torch.float64)  # one ±1 per row
+    dense[torch.arange(300), cs.bucket] = cs.sign.double()
+    np.testing.assert_allclose(cs(g).numpy(), (g @ dense).numpy(), rtol=1e-12)
+    assert set(np.unique(np.abs(dense.numpy()).sum(axis=1))) == {1.0}
+    # E[<Sg, Sh>] = <g, h>: the mean over 400 seeds is near the exact products
+    exact = (g @ g.T).numpy()
+    mean = np.mean(
+        [
+            (CountSketch(300, 20, seed=s)(g) @ CountSketch(300, 20, seed=s)(g).T).numpy()
+            for s in range(400)
+        ],
+        axis=0,
+    )
+    assert np.abs(mean - exact).max() < 0.1 * np.abs(exact).max()
+
+
+def test_count_sketch_through_the_api(net):
+    det, train, test = net
+    a = xeval.influence(
+        det, train, test, method="tracin", projection_dim=32, projection="count_sketch", seed=2
+    )
+    b = xeval.influence(
+        det, train, test, method="tracin", projection_dim=32, projection="count_sketch", seed=2
+    )
+    np.testing.assert_array_equal(a, b)
+    exact = xeval.influence(det, train, test, method="tracin")
+    for i in range(len(test)):  # 32 buckets for 51 parameters: the order survives
+        assert spearmanr(a[i], exact[i]).statistic > 0.5
+    with pytest.raises(InputError, match="projection must be one of"):
+        xeval.influence(det, train, test, method="grad_dot", projection_dim=8, projection="srht")

@@ -24,6 +24,7 @@ from xeval.adapters.base import find_torch_module
 from xeval.checks import check_positive_int
 from xeval.errors import InputError
 from xeval.influence.gradients import (
+    PROJECTIONS,
     DifferentiableModel,
     RandomProjection,
     per_example_grads,
@@ -178,8 +179,11 @@ class GradientMethod(InfluenceMethod):
 
     Options shared by all of them: ``layers`` (parameter name prefixes; default all
     the parameters of the module), ``projection_dim`` (None: exact gradients;
-    an int: a seeded Gaussian random projection of every gradient to that many
-    numbers, bounding memory at ``(n_test + batch_size) x projection_dim``),
+    an int: a seeded random projection of every gradient to that many numbers,
+    bounding memory at ``(n_test + batch_size) x projection_dim``), ``projection``
+    (``"gaussian"``: a dense Gaussian matrix, :class:`RandomProjection`, the
+    Johnson–Lindenstrauss projection of TracIn's paper; ``"count_sketch"``:
+    :class:`CountSketch`, ``O(n_params)`` memory and time, for large models),
     ``batch_size`` (images per vectorised gradient chunk), ``seed``.
     """
 
@@ -190,10 +194,14 @@ class GradientMethod(InfluenceMethod):
         *,
         layers: list[str] | None = None,
         projection_dim: int | None = None,
+        projection: str = "gaussian",
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:
         check_common(batch_size=batch_size, seed=seed, projection_dim=projection_dim)
+        if projection not in PROJECTIONS:
+            raise InputError(f"projection must be one of {sorted(PROJECTIONS)}, got {projection!r}")
+        self.projection = projection
         self.layers = None if layers is None else list(layers)
         self.projection_dim = None if projection_dim is None else int(projection_dim)
         self.batch_size = int(batch_size)
@@ -205,7 +213,8 @@ class GradientMethod(InfluenceMethod):
     def projector(self, model: DifferentiableModel) -> RandomProjection | None:
         if self.projection_dim is None:
             return None
-        return RandomProjection(model.n_params, self.projection_dim, seed=self.seed)
+        cls = PROJECTIONS[self.projection]
+        return cls(model.n_params, self.projection_dim, seed=self.seed)
 
     # ------------------------------------------------------------------ helpers
     def test_grads(self, model, params, images, projector) -> torch.Tensor:

@@ -26,7 +26,9 @@ from torch import nn
 from xeval.errors import InputError
 
 __all__ = [
+    "PROJECTIONS",
     "Bound",
+    "CountSketch",
     "DifferentiableModel",
     "RandomProjection",
     "per_example_grads",
@@ -180,6 +182,36 @@ class RandomProjection:
             out += g[:, start : start + r.shape[0]] @ r.to(g)
             start += r.shape[0]
         return out
+
+
+class CountSketch:
+    """A seeded count sketch ``g -> S g`` (Charikar et al. 2002; Clarkson & Woodruff
+    2013): coordinate ``i`` of ``g`` is added, with a random sign ``σ_i``, to bucket
+    ``h(i)`` of ``dim_out``; ``E[<Sg, Sh>] = <g, h>``.
+
+    Memory ``O(dim_in)`` (the hash and the signs) and time ``O(B x dim_in)`` per batch,
+    against ``O(dim_in x dim_out)`` for :class:`RandomProjection`: the choice for large
+    models. Its variance is larger for gradients concentrated on few coordinates.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, *, seed: int) -> None:
+        if dim_out < 1:
+            raise InputError(f"projection_dim must be >= 1, got {dim_out!r}")
+        self.dim_in = int(dim_in)
+        self.dim_out = int(dim_out)
+        gen = torch.Generator().manual_seed(int(seed))
+        self.bucket = torch.randint(0, self.dim_out, (self.dim_in,), generator=gen)
+        self.sign = torch.randint(0, 2, (self.dim_in,), generator=gen).to(torch.int8) * 2 - 1
+
+    def __call__(self, g: torch.Tensor) -> torch.Tensor:
+        """Sketch ``g`` of shape ``(B, dim_in)`` to ``(B, dim_out)``."""
+        out = torch.zeros(g.shape[0], self.dim_out, dtype=g.dtype, device=g.device)
+        out.index_add_(1, self.bucket.to(g.device), g * self.sign.to(g))
+        return out
+
+
+PROJECTIONS = {"gaussian": RandomProjection, "count_sketch": CountSketch}
+"""Random projections of gradients by name (the ``projection`` option)."""
 
 
 # ------------------------------------------------------------ per-example grads

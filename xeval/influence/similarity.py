@@ -50,7 +50,7 @@ class GradDot(GradientMethod):
 
     Parameters
     ----------
-    layers, projection_dim, batch_size, seed:
+    layers, projection_dim, projection, batch_size, seed:
         See :class:`~xeval.influence.base.GradientMethod`.
     """
 
@@ -74,7 +74,7 @@ class GradCos(GradientMethod):
 
     Parameters
     ----------
-    layers, projection_dim, batch_size, seed:
+    layers, projection_dim, projection, batch_size, seed:
         See :class:`~xeval.influence.base.GradientMethod`.
     """
 

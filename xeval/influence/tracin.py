@@ -18,8 +18,9 @@ by default, from the detector's ``checkpoints_`` attribute (the built-in
 :class:`~xeval.adapters.ConvAutoencoder` fills it when trained with
 ``checkpoints=...``). With Adam, ``η_k`` is the base learning rate (TracIn's SGD
 derivation is then an approximation, as in the paper's experiments).
-``projection_dim`` projects every gradient with one seeded random matrix (the
-"TracIn-CP with random projections" of the paper, §3.2) to bound memory.
+``projection_dim`` projects every gradient with one seeded random projection (the
+"TracIn-CP with random projections" of the paper, §3.2; ``projection="count_sketch"``
+for large models) to bound memory.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class TracIn(GradientMethod):
     ----------
     checkpoints:
         Checkpoints (see the module docstring); None: ``detector.checkpoints_``.
-    layers, projection_dim, batch_size, seed:
+    layers, projection_dim, projection, batch_size, seed:
         See :class:`~xeval.influence.base.GradientMethod`.
     """
 
@@ -101,11 +102,16 @@ class TracIn(GradientMethod):
         checkpoints: Any = None,
         layers: list[str] | None = None,
         projection_dim: int | None = None,
+        projection: str = "gaussian",
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:
         super().__init__(
-            layers=layers, projection_dim=projection_dim, batch_size=batch_size, seed=seed
+            layers=layers,
+            projection_dim=projection_dim,
+            projection=projection,
+            batch_size=batch_size,
+            seed=seed,
         )
         self.checkpoints = checkpoints
 
