@@ -22,20 +22,24 @@ over resamples.
 
 Binning
 -------
-The grid (:func:`grid_edges`) is fixed per set (one category, one explainer): when the
-set's maps take at most ``bins`` distinct values, every distinct value is its own bin
-(nothing is approximated); otherwise the lower edges are ``bins / 2`` quantiles of the
-normal-pixel scores and ``bins / 2`` quantiles of the anomalous-pixel scores (so that
-each bin spans at most about ``2 / bins`` of the FPR axis and of the TPR axis). Every
-bin acts as **one tied score** (ties count 1/2 in the AUROC, a tied block is one
-threshold of the PR and PRO curves): bootstrap replicates are the metrics of the
-*binned* maps, within about ``1 / bins`` of the exact values (for the AUROC the error
-is at most half the sum over bins of ``ΔFPR * ΔTPR``). The point estimates of
-``results.csv`` are computed exactly by :mod:`xeval.metrics.pixel`, never from these.
+During the stream each image keeps a *fine* histogram of its scores
+(:func:`fine_keys`: scores within a relative 0.1% share a fine bin; at most ``2**10``
+entries per binade the image's scores span, never a copy of the map). At the end the
+grid (:func:`grid_edges`) is fixed per set (one category, one explainer) on the pooled
+fine histograms: when they hold at most ``bins`` distinct values, every value is its own
+bin; otherwise the lower edges are ``bins / 2`` quantiles of the normal-pixel scores and
+``bins / 2`` quantiles of the anomalous-pixel scores (so that each bin spans at most
+about ``2 / bins`` of the FPR axis and of the TPR axis). Every bin acts as **one tied
+score** (ties count 1/2 in the AUROC, a tied block is one threshold of the PR and PRO
+curves): bootstrap replicates are the metrics of the *binned* maps, within about
+``1 / bins`` of the exact values (for the AUROC the error is at most half the sum over
+bins of ``ΔFPR * ΔTPR``). The point estimates of ``results.csv`` are computed exactly
+by :mod:`xeval.metrics.pixel`, never from these.
 
-Exactness: on a map whose values are their own bins, weights of ones give the exact
-definitions of :mod:`xeval.metrics.pixel` and integer weights give the exact metric of
-the set in which each image is repeated that many times (both tested to 1e-12).
+Exactness: on maps whose values are their own bins (few distinct values, e.g. small
+integers), weights of ones give the exact definitions of :mod:`xeval.metrics.pixel` and
+integer weights give the exact metric of the set in which each image is repeated that
+many times (both tested to 1e-12).
 
 References: the definitions of :mod:`xeval.metrics.pixel` (Bergmann et al., IJCV 2021
 for AUPRO); the cluster (image) bootstrap: Davison & Hinkley (1997), *Bootstrap
@@ -59,6 +63,7 @@ from xeval.metrics.regions import positive_weights
 __all__ = [
     "PixelHistograms",
     "PixelHistogramCollector",
+    "fine_keys",
     "grid_edges",
     "stratified_weights",
     "weighted_aupr",
@@ -69,45 +74,65 @@ __all__ = [
 DEFAULT_BINS = 512
 """Default number of score bins of a set's grid (see the module docstring)."""
 
+FINE_BITS = 10
+"""Resolution of the per-image fine histograms (:func:`fine_keys`): scores within a
+relative ``2**-10`` (0.1%) of each other share a fine bin."""
+
 
 # --------------------------------------------------------------------------- grid
-def grid_edges(neg: np.ndarray, pos: np.ndarray, *, bins: int = DEFAULT_BINS) -> np.ndarray:
+def grid_edges(
+    neg: np.ndarray,
+    pos: np.ndarray,
+    *,
+    bins: int = DEFAULT_BINS,
+    neg_counts: np.ndarray | None = None,
+    pos_counts: np.ndarray | None = None,
+) -> np.ndarray:
     """Ascending inner edges of the score grid of a set: bin ``k`` holds the scores
-    ``edges[k - 1] <= v < edges[k]`` (:func:`bin_index`).
+    ``edges[k - 1] <= v < edges[k]`` (``np.searchsorted(edges, v, side="right")``).
 
-    ``neg`` / ``pos``: the normal / anomalous pixel scores of the whole set. At most
-    ``bins`` distinct values: one bin per value (exact). Otherwise the union of
-    ``bins // 2`` lower empirical quantiles (observed values: the ``floor(q (n - 1))``-th
-    smallest, ``q = 1/m, 2/m, ..., 1``) of each class. Edges are values of the scores'
-    own dtype (binning needs no conversion)."""
+    ``neg`` / ``pos``: the normal / anomalous pixel scores (or :func:`fine_keys`) of the
+    whole set, each value counted ``neg_counts`` / ``pos_counts`` times (default once).
+    At most ``bins`` distinct values: one bin per value (exact). Otherwise the union of
+    ``bins // 2`` lower empirical quantiles of each class (observed values: the
+    ``floor(q (n - 1))``-th smallest of the ``n`` counted values, ``q = 1/m, ..., 1``)."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise InputError(f"bins must be an integer >= 2, got {bins!r}")
-    values = [np.sort(np.asarray(a).ravel()) for a in (neg, pos) if np.size(a)]
-    if not values:
+    classes = []
+    for v, c in ((neg, neg_counts), (pos, pos_counts)):
+        v = np.asarray(v).ravel()
+        c = np.ones(v.size, np.int64) if c is None else np.asarray(c, np.int64).ravel()
+        if c.shape != v.shape:
+            raise InputError(f"counts must match the values: {c.shape} vs {v.shape}")
+        keep = c > 0
+        if keep.any():
+            order = np.argsort(v[keep], kind="stable")
+            classes.append((v[keep][order], np.cumsum(c[keep][order])))
+    if not classes:
         return np.zeros(0, np.float64)
-    dtype = np.result_type(*values)
-    values = [v.astype(dtype, copy=False) for v in values]
-    distinct = np.unique(
-        np.concatenate([v[np.concatenate(([True], v[1:] != v[:-1]))] for v in values])
-    )
+    distinct = np.unique(np.concatenate([v for v, _ in classes]))
     if distinct.size <= bins:
         return distinct[1:]
+    q = np.arange(1, bins // 2 + 1) / (bins // 2)
     edges = []
-    for v in values:  # np.quantile(v, q, method="lower") on the sorted values
-        q = np.arange(1, bins // 2 + 1) / (bins // 2)
-        idx = np.floor(q * (v.size - 1)).astype(np.int64)
-        edges.append(v[np.minimum(idx, v.size - 1)])
+    for v, cum in classes:
+        rank = np.floor(q * (cum[-1] - 1)).astype(np.int64)  # 0-based rank of the quantile
+        edges.append(v[np.searchsorted(cum, rank, side="right")])
     edges = np.unique(np.concatenate(edges))
-    return edges[edges > min(v[0] for v in values)]
+    return edges[edges > distinct[0]]
 
 
-def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin of every score (``0 .. len(edges)``): ``searchsorted(edges, v, "right")``."""
-    values = np.asarray(values)
-    if values.dtype != edges.dtype:
-        values = values.astype(np.result_type(values, edges), copy=False)
-        edges = edges.astype(values.dtype, copy=False)
-    return np.searchsorted(edges, values, side="right")
+def fine_keys(values: np.ndarray, *, bits: int = FINE_BITS) -> np.ndarray:
+    """Order-preserving integer keys of scores, equal for scores within a relative
+    ``2**-bits`` of each other (each float32 binade split into ``2**bits`` bins): the
+    float32 bit pattern (negative scores reversed, ``-0.0`` as ``0.0``) shifted right by
+    ``23 - bits``. ``a <= b`` implies ``key(a) <= key(b)``; float32 values with at most
+    ``bits + 1`` significant bits (e.g. integers below ``2**(bits + 1)``) keep distinct
+    keys."""
+    v = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    u = v.view(np.uint32).astype(np.int64)
+    key = np.where(u >= 2**31, (2**32 - 1) - u, u + 2**31)
+    return key >> (23 - int(bits))
 
 
 # ------------------------------------------------------------------- summaries
@@ -117,8 +142,8 @@ class PixelHistograms:
 
     ``neg``, ``pos``: ``(n_images, n_bins)`` int64 counts; ``cov``: ``(n_images,
     n_bins)`` float64 region-coverage weights; ``n_regions``: ``(n_images,)``;
-    ``edges``: the grid's inner edges (``n_bins - 1``); ``ids``: the images, in row
-    order."""
+    ``edges``: the grid's inner edges (``n_bins - 1``) as :func:`fine_keys`; ``ids``: the
+    images, in row order."""
 
     kind = "pixel_histograms"
 
@@ -177,7 +202,7 @@ class PixelHistograms:
             "kind": self.kind,
             "ids": [str(i) for i in self.ids],
             "arrays": {
-                "edges": _pack(self.edges.astype(np.float64)),
+                "edges": _pack(self.edges.astype(np.int64)),
                 "neg": _pack(_narrow(self.neg)),
                 "pos": _pack(_narrow(self.pos)),
                 "cov": _pack(self.cov.astype(np.float64)),
@@ -192,7 +217,7 @@ class PixelHistograms:
             raise InputError(f"not a {cls.kind!r} summary (kind {got!r})")
         a = {k: _unpack(v) for k, v in payload["arrays"].items()}
         out = cls(
-            edges=a["edges"].astype(np.float64),
+            edges=a["edges"].astype(np.int64),
             neg=a["neg"].astype(np.int64),
             pos=a["pos"].astype(np.int64),
             cov=a["cov"].astype(np.float64),
@@ -239,20 +264,18 @@ def summary_from_payload(payload: dict):
 
 # ------------------------------------------------------------------- collector
 class PixelHistogramCollector:
-    """Collects each image's native map, mask and region weights during the stream and
-    builds :class:`PixelHistograms` on the set's grid at :meth:`finish` (the grid needs
-    the whole set's scores). Holds the scores of the set (as the exact pixel state does)
-    until then."""
+    """Collects, per image, a fine histogram of its normal and of its anomalous pixel
+    scores (:func:`fine_keys`: scores within 0.1% share a fine bin) with the anomalous
+    pixels' region weights, and builds :class:`PixelHistograms` on the set's grid at
+    :meth:`finish` (the grid needs the whole set's scores). Memory per image: at most
+    ``2**FINE_BITS`` entries per binade its scores span, never a copy of the map."""
 
     def __init__(self, *, bins: int = DEFAULT_BINS) -> None:
         if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
             raise InputError(f"bins must be an integer >= 2, got {bins!r}")
         self.bins = int(bins)
         self.ids: list = []
-        self._values: list[np.ndarray] = []
-        self._masks: list[np.ndarray] = []
-        self._weights: list[np.ndarray] = []
-        self._regions: list[int] = []
+        self._images: list[tuple] = []  # (neg keys, counts, pos keys, counts, weights, regions)
 
     def update(self, masks, maps, ids: Sequence | None = None) -> PixelHistogramCollector:
         """Add images (``(N, H, W)`` arrays or sequences of 2-D arrays, maps at the
@@ -264,10 +287,12 @@ class PixelHistogramCollector:
         for m, a in pairs:
             for mi, ai in zip(m if m.ndim == 3 else [m], a if a.ndim == 3 else [a], strict=True):
                 w, nreg = positive_weights(mi)
-                self._values.append(np.array(ai, copy=True).ravel())
-                self._masks.append(np.asarray(mi, bool).ravel())
-                self._weights.append(w)
-                self._regions.append(int(nreg))
+                keys = fine_keys(ai.ravel())
+                mask = np.asarray(mi, bool).ravel()
+                kn, cn = np.unique(keys[~mask], return_counts=True)
+                kp, inv, cp = np.unique(keys[mask], return_inverse=True, return_counts=True)
+                wp = np.bincount(inv.ravel(), weights=w, minlength=kp.size)
+                self._images.append((kn, cn, kp, cp, wp, int(nreg)))
         self.ids.extend(ids)
         return self
 
@@ -276,38 +301,38 @@ class PixelHistogramCollector:
             raise InputError(f"cannot merge collectors of {self.bins} and {other.bins} bins")
         out = PixelHistogramCollector(bins=self.bins)
         out.ids = merged_ids(self.ids, other.ids, "merging pixel-histogram collectors")
-        out._values = self._values + other._values
-        out._masks = self._masks + other._masks
-        out._weights = self._weights + other._weights
-        out._regions = self._regions + other._regions
+        out._images = self._images + other._images
         return out
 
     def finish(self) -> PixelHistograms:
-        """The per-image histograms on the set's grid (:func:`grid_edges`)."""
-        n = len(self._values)
-        if n:
-            neg = np.concatenate([v[~m] for v, m in zip(self._values, self._masks, strict=True)])
-            pos = np.concatenate([v[m] for v, m in zip(self._values, self._masks, strict=True)])
-        else:
-            neg = pos = np.zeros(0)
-        edges = grid_edges(neg, pos, bins=self.bins)
+        """The per-image histograms on the set's grid (:func:`grid_edges` of the pooled
+        fine histograms)."""
+        n = len(self._images)
+        empty = np.zeros(0, np.int64)
+        cols = list(zip(*self._images, strict=True)) if n else [[empty]] * 6
+        edges = grid_edges(
+            np.concatenate(cols[0]),
+            np.concatenate(cols[2]),
+            bins=self.bins,
+            neg_counts=np.concatenate(cols[1]),
+            pos_counts=np.concatenate(cols[3]),
+        ).astype(np.int64)
         k = edges.size + 1
         hn = np.zeros((n, k), np.int64)
         hp = np.zeros((n, k), np.int64)
         hc = np.zeros((n, k), np.float64)
-        for i, (v, m, w) in enumerate(zip(self._values, self._masks, self._weights, strict=True)):
-            b = bin_index(v, edges)
-            hn[i] = np.bincount(b[~m], minlength=k)
-            bp = b[m]
-            if bp.size:
-                hp[i] = np.bincount(bp, minlength=k)
-                hc[i] = np.bincount(bp, weights=w, minlength=k)
+        for i, (kn, cn, kp, cp, wp, _) in enumerate(self._images):
+            hn[i] = np.bincount(np.searchsorted(edges, kn, side="right"), cn, minlength=k)
+            if kp.size:
+                bp = np.searchsorted(edges, kp, side="right")
+                hp[i] = np.bincount(bp, cp, minlength=k)
+                hc[i] = np.bincount(bp, wp, minlength=k)
         return PixelHistograms(
             edges=edges,
             neg=hn,
             pos=hp,
             cov=hc,
-            n_regions=np.asarray(self._regions, np.int64).reshape(n),
+            n_regions=np.asarray([im[5] for im in self._images], np.int64).reshape(n),
             ids=list(self.ids),
         )
 
