@@ -247,6 +247,9 @@ def case_fns(args):
         "tracin": ours("tracin"),
         "captum TracInCP": captum_tracin(),
         f"tracin projection_dim={args.proj}": ours("tracin", projection_dim=args.proj),
+        f"tracin count_sketch {args.proj}": ours(
+            "tracin", projection_dim=args.proj, projection="count_sketch"
+        ),
         "tracin self": ours("tracin", self_=True),
         "captum TracInCP self": captum_tracin(self_=True),
         f"influence_function exact [{LAYER}]": ours(
@@ -267,6 +270,7 @@ PAIRS = [  # (ours, captum, how they are compared)
     ("influence_function arnoldi", "captum ArnoldiInfluenceFunction", "correlation"),
     ("representation", "captum SimilarityInfluence", "top-k"),
     ("tracin projection_dim={proj}", "tracin", "correlation"),
+    ("tracin count_sketch {proj}", "tracin", "correlation"),
 ]
 
 
@@ -345,6 +349,7 @@ def main() -> None:
     ap.add_argument("--proj", type=int, default=256)
     ap.add_argument("--arnoldi-dim", type=int, default=20)
     ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--cases", default=None, help="comma-separated substrings of case names")
     ap.add_argument("--repeats", type=int, default=1, help="time: the fastest of these")
     ap.add_argument("--json", default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
@@ -355,6 +360,9 @@ def main() -> None:
         return
 
     names = list(case_fns(args))
+    if args.cases:
+        wanted = [c.strip() for c in args.cases.split(",")]
+        names = [n for n in names if any(w in n for w in wanted)]
     train, test, desc = load_images(args)
     print(
         f"data: {desc}; {args.n_train} train, {args.n_test} test, {args.size}px; "
@@ -366,7 +374,7 @@ def main() -> None:
     child_args = [
         f"--{k.replace('_', '-')}={v}"
         for k, v in vars(args).items()
-        if k not in ("json", "case", "out", "synthetic") and v is not None
+        if k not in ("json", "case", "out", "synthetic", "cases") and v is not None
     ] + (["--synthetic"] if args.synthetic else [])
     with tempfile.TemporaryDirectory(prefix="xeval-bench-influence-") as tmp:
         for i, name in enumerate(names):
