@@ -218,11 +218,12 @@ def test_undefined_category_is_left_out_of_the_mean():
 
 
 def test_units_without_summaries_give_no_pooled_verdict_and_say_so():
-    units, _ = _units()
-    units[("b", "det")] = None
-    with pytest.warns(ResumeWarning, match=r"detector 'det'.*\['b'\]"):
-        df = pooled_verdicts(units, metrics=METRICS, n_boot=20, seed=0)
-    assert df.empty and list(df.columns) == VERDICT_COLUMNS
+    for nothing in (None, {}):
+        units, _ = _units()
+        units[("b", "det")] = nothing
+        with pytest.warns(ResumeWarning, match=r"detector 'det'.*\['b'\]"):
+            df = pooled_verdicts(units, metrics=METRICS, n_boot=20, seed=0)
+        assert df.empty and list(df.columns) == VERDICT_COLUMNS
 
 
 def test_bad_input_is_refused():

@@ -68,3 +68,31 @@ def test_run_writes_pooled_verdicts_from_the_units_summaries(data, tmp_path):
     row = got[(got["explainer"] == "native") & (got["metric"] == "pixel_auroc")]
     row = row.set_index("control")
     assert row.loc["random", "mean_diff"] == pytest.approx(val["native"] - val["random"], abs=2e-3)
+
+
+def test_a_resumed_run_keeps_the_pooled_rows_or_says_why(data, tmp_path):
+    """Units reused from checkpoints: the pooled rows are the fresh run's when the
+    checkpoint keeps the summaries; otherwise a ResumeWarning names the detector and the
+    rows are absent, never silently half there."""
+    from xeval.engine import checkpoint
+    from xeval.errors import ResumeWarning
+
+    cfg = _cfg(data)
+    out = tmp_path / "out"
+    with safe_imports(_toy.MODULE), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        run(cfg, out_dir=out, resume=False)
+    fresh = pd.read_csv(out / "verdicts.csv")
+    with safe_imports(_toy.MODULE), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run(cfg, out_dir=out)
+    assert set(res.manifest["resume"].values()) == {"reused (key matched)"}
+    again = pd.read_csv(out / "verdicts.csv")
+    said = [w for w in caught if issubclass(w.category, ResumeWarning)]
+    if "pooled" in checkpoint._TABLES:
+        pd.testing.assert_frame_equal(fresh, again)
+        assert not said
+    else:
+        assert any("detector 'toy'" in str(w.message) for w in said)
+        assert not again["meaning"].str.contains("pooled metric").any()
+        pd.testing.assert_frame_equal(fresh.iloc[: len(again)], again)

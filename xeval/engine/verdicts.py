@@ -262,8 +262,8 @@ def pooled_verdicts(
     by the paired, stratified image bootstrap of the module docstring.
 
     ``units``: ``(category, detector) ->`` the unit's per-image summaries as written by
-    :func:`xeval.engine.collect.pooled_summaries`, or None for a unit without them (e.g.
-    saved by an older xeval): that detector then gets no pooled verdict and a
+    :func:`xeval.engine.collect.pooled_summaries`, or None (or ``{}``) for a unit without
+    them (e.g. saved by an older xeval): that detector then gets no pooled verdict and a
     :class:`~xeval.errors.ResumeWarning` says why. ``metrics``: per detector, the metric
     objects to judge (those without a :meth:`~xeval.metrics.base.Metric.summary_key`
     are skipped); each metric's rule is :meth:`VerdictRule.of`."""
@@ -274,7 +274,7 @@ def pooled_verdicts(
     by_det: dict[str, list[Mapping]] = {}
     missing: dict[str, list[str]] = {}
     for (cat, det), u in units.items():
-        if u is None:
+        if u is None or (isinstance(u, Mapping) and not u):  # none saved with the unit
             missing.setdefault(str(det), []).append(str(cat))
             continue
         if not isinstance(u, Mapping) or not isinstance(u.get("explainers"), Mapping):
@@ -286,7 +286,8 @@ def pooled_verdicts(
     for det, cats in missing.items():
         warnings.warn(
             f"detector {det!r}: no verdict for pooled metrics: the units of categories "
-            f"{cats} hold no per-image summaries (saved by an older xeval?)",
+            f"{cats} hold no per-image summaries (resumed from a checkpoint without "
+            "them); rerun with --no-resume to get them",
             ResumeWarning,
             stacklevel=2,
         )
