@@ -24,7 +24,7 @@ from xeval._io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["code_fingerprint", "load_unit", "save_unit", "unit_key", "unit_path"]
 
-_TABLES = ("rows", "curves", "per_image", "timings", "subsets", "configs")
+_TABLES = ("rows", "curves", "per_image", "timings", "subsets", "configs", "pooled")
 
 
 def unit_path(part_dir: Path, category: str, detector: str) -> Path:
