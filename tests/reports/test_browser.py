@@ -92,18 +92,12 @@ def test_synthetic_report_with_hostile_names(browser, artifacts, report_data, tm
     the escaped names never run, every figure and every linked file exists."""
     out = tmp_path / "report"
     write_report(report_data, out, bar_metrics=["pixel_auroc"])
-    page, remote = check_page(browser, out / "index.html", artifacts, "synthetic", anchors=False)
+    page, remote = check_page(browser, out / "index.html", artifacts, "synthetic")
     assert any(i["src"].startswith("figures/") for i in page.images)
     assert any(ref["raw"] == "results.csv" for ref in page.links)
     assert remote == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xeval/reports/html.py _header: the nav links #conclusion/#verdicts/#subsets/"
-    "#figures always, also when that section is absent (no verdicts, no per-image subsets, "
-    "figures=False)",
-)
 def test_nav_links_only_to_sections_that_exist(browser, artifacts, report_data, tmp_path):
     out = tmp_path / "report"
     write_report(report_data, out, figures=False)
@@ -132,9 +126,7 @@ def test_check_page_catches_broken_pages(browser, artifacts, tmp_path):
 @pytest.mark.slow
 def test_demo_report_in_browser(browser, artifacts, tmp_path_factory):
     run = demo_run(tmp_path_factory)
-    # anchors=False: the quick demo has no costly metric, hence no #subsets section, but
-    # the nav links it (see test_nav_links_only_to_sections_that_exist)
-    page, remote = check_page(browser, run / "index.html", artifacts, "demo_quick", anchors=False)
+    page, remote = check_page(browser, run / "index.html", artifacts, "demo_quick")
     names = {Path(i["src"]).name for i in page.images}
     assert names == {p.name for p in (run / "figures").iterdir()}  # every figure shown
     assert remote == [], "the report must not load anything from the network"

@@ -9,6 +9,7 @@ can be zipped, served or opened from disk as is. Every string that comes from th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from string import Template
@@ -108,7 +109,6 @@ def render_html(
     controls = controls_of(report.results) if controls is None else frozenset(controls)
     tables = metric_tables(report.results, controls=controls)
     body = [
-        _header(report, tables, files),
         _conclusion_section(report.verdicts, report.results),
         _summary(report.results, tables, controls=controls, decimals=decimals),
         _verdict_section(report.verdicts, report.results),
@@ -124,11 +124,14 @@ def render_html(
             "<section id='markdown'><details><summary>Markdown tables</summary>"
             f"<pre>{escape(tables_md)}</pre></details></section>"
         )
+    body = [b for b in body if b]
+    present = set(re.findall(r"<section id='([\w-]+)'", "\n".join(body)))
+    body.insert(0, _header(report, files, sections=present))
     page = Template(_template("page.html"))
     return page.substitute(
         title=escape(report.title),
         style=_template("style.css").strip(),
-        body="\n".join(b for b in body if b),
+        body="\n".join(body),
         version=escape(__version__),
     )
 
@@ -136,7 +139,20 @@ def render_html(
 # --------------------------------------------------------------------------- sections
 
 
-def _header(report: ReportData, tables: list[MetricTable], files: Sequence[str]) -> str:
+NAV = (
+    ("conclusion", "Conclusion"),
+    ("summary", "Summary"),
+    ("verdicts", "Verdicts"),
+    ("subsets", "Subsets"),
+    ("comparisons", "Comparisons"),
+    ("tables", "Tables"),
+    ("figures", "Figures"),
+    ("manifest", "Manifest"),
+)
+"""Sections the page's navigation links to (id, text), each only when it is rendered."""
+
+
+def _header(report: ReportData, files: Sequence[str], *, sections: set[str]) -> str:
     res = report.results
     facts = []
     labels = (("dataset", "dataset"), ("detector", "detectors"), ("explainer", "explainers"))
@@ -148,13 +164,8 @@ def _header(report: ReportData, tables: list[MetricTable], files: Sequence[str])
     if cats:
         facts.append(f"categories: {escape(', '.join(cats))}")
     links = " ".join(f"<a href='{_href(f)}'>{escape(f)}</a>" for f in files)
-    nav = (
-        "<nav><a href='#conclusion'>Conclusion</a><a href='#summary'>Summary</a>"
-        "<a href='#verdicts'>Verdicts</a><a href='#subsets'>Subsets</a>"
-        "<a href='#comparisons'>Comparisons</a><a href='#tables'>Tables</a>"
-        "<a href='#figures'>Figures</a><a href='#manifest'>Manifest</a>"
-        f"<span class='muted'>files: {links}</span></nav>"
-    )
+    anchors = "".join(f"<a href='#{sid}'>{text}</a>" for sid, text in NAV if sid in sections)
+    nav = f"<nav>{anchors}<span class='muted'>files: {links}</span></nav>"
     return (
         f"<header><h1>{escape(report.title)}</h1>"
         f"<p class='muted'>{' · '.join(facts)}</p>{nav}</header>"
