@@ -15,8 +15,8 @@ import numbers
 import numpy as np
 from scipy.stats import rankdata
 
+from xeval._validation import check_labels_scores, pow2_scale, undefined
 from xeval.errors import InputError
-from xeval.metrics._validation import check_labels_scores, pow2_scale, undefined
 
 __all__ = ["bootstrap_auroc_ci", "bootstrap_mean_ci", "check_n_boot"]
 

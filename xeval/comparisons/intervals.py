@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
+from xeval._validation import undefined
 from xeval.errors import InputError
-from xeval.metrics._validation import undefined
 from xeval.stats import check_n_boot
 
 __all__ = [

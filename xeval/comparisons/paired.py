@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import wilcoxon
 
+from xeval._validation import undefined
 from xeval.errors import InputError
-from xeval.metrics._validation import undefined
 from xeval.stats import bootstrap_mean_ci, check_n_boot
 
 __all__ = ["PairedResult", "holm", "paired_test"]

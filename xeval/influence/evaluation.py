@@ -38,8 +38,8 @@ import numbers
 
 import numpy as np
 
+from xeval._validation import undefined
 from xeval.errors import InputError
-from xeval.metrics._validation import undefined
 
 __all__ = [
     "INFLUENCE_BASELINES",

@@ -37,8 +37,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from xeval._validation import undefined
 from xeval.errors import InputError
-from xeval.metrics._validation import undefined
 
 __all__ = [
     "leave_one_out",
