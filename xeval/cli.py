@@ -113,6 +113,12 @@ def _check_summary(cfg) -> None:
     print(f"  dataset: {cfg.dataset.name} {cfg.dataset.params or ''}".rstrip())
     for d in cfg.detectors:
         expl = ", ".join(e.name for e in cfg.explainers_for(d))
+        if getattr(cfg, "task", "image") == "influence":
+            base = ", ".join(str(b) for b in cfg.baselines)
+            rates = ", ".join(f"{r:g}" for r in cfg.contamination.rates)
+            print(f"  detector {d.name} ({d.kind}): methods [{expl}]; controls [{base}]")
+            print(f"  contamination rates [{rates}]; seeds {list(cfg.seeds)}")
+            continue
         labels = ", ".join(m.label for m in build_metrics(cfg.metrics_for(d)))
         print(f"  detector {d.name} ({d.kind}): explainers [{expl}]; metrics [{labels}]")
     batch = f"; batch size {cfg.batch_size}" if hasattr(cfg, "batch_size") else ""

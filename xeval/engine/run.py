@@ -351,6 +351,12 @@ def run(
 
         return run_video(cfg, out_dir=out_dir, resume=resume)
     if getattr(cfg, "task", "image") == "influence":
+        if workers is not None or scheduler is not None or threads_per_worker is not None:
+            raise InputError(
+                "workers / scheduler / threads_per_worker: influence runs execute in one "
+                f"process (got workers={workers!r}, scheduler={scheduler!r}, "
+                f"threads_per_worker={threads_per_worker!r})"
+            )
         from xeval.engine.influence import run_influence
 
         return run_influence(cfg, out_dir=out_dir, resume=resume)
