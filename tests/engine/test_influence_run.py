@@ -262,3 +262,15 @@ def test_mean_rows_over_categories_drop_the_interval():
     assert np.isnan(m["ci_low"]) and "mean over categories" in m["note"]
     (one,) = _mean_rows(rows[:1])
     assert (one["value"], one["ci_low"], one["ci_high"]) == (0.6, 0.5, 0.7)
+
+
+def test_influence_runs_refuse_dask_options():
+    """Influence runs execute in one process: Dask options are an error, not ignored."""
+    from xeval.engine import run
+    from xeval.errors import InputError
+    from xeval.protocols import load_config
+
+    cfg = load_config("contamination_quick")
+    for kw in ({"workers": 2}, {"scheduler": "tcp://127.0.0.1:8786"}, {"threads_per_worker": 1}):
+        with pytest.raises(InputError, match="influence runs execute in one process"):
+            run(cfg, out_dir="/nonexistent/never-written", **kw)
