@@ -86,7 +86,22 @@ def test_aggregates_are_the_mean_and_t_interval_of_the_seeds(quick_run):
     ].iloc[0]
     assert row["value"] == pytest.approx(v.mean()) and row["n"] == len(v) == 2
     lo, hi = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+    # intersected with the AUROC's range [0, 1]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((max(lo, 0.0), min(hi, 1.0)))
+
+
+def test_seed_interval_is_intersected_with_the_metric_range():
+    from scipy import stats
+
+    from xeval.engine.influence import seed_summary
+
+    v = np.array([0.2, 0.9, 1.0])  # a wide t-interval: it leaves [0, 1] on both sides
+    lo, hi = stats.t.interval(0.95, 2, loc=v.mean(), scale=stats.sem(v))
+    assert lo < 0 and hi > 1
+    s = seed_summary(v, bounds=(0.0, 1.0))
+    assert (s["ci_low"], s["ci_high"]) == (0.0, 1.0) and s["mean"] == pytest.approx(0.7)
+    s = seed_summary(v)  # no bounds: the t-interval itself
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((lo, hi))
 
 
 def test_per_seed_ranking_metrics_recompute_from_scratch(tmp_path):

@@ -67,6 +67,9 @@ class _Metric:
     description: str
     per_rate: bool = True
     headline: int = 0
+    bounds: tuple[float, float] = (0.0, 1.0)
+    """The metric's range: the interval over seeds is intersected with it (the mean lies
+    in it, so the intersection keeps the interval's coverage)."""
 
 
 #: The protocol's metrics: name -> direction, family and definition (the report's legend).
@@ -122,6 +125,7 @@ METRICS: dict[str, _Metric] = {
             "influence",
             "distinct training images over the top-k lists of all explained test images "
             "(k when every list is the same)",
+            bounds=(0.0, float("inf")),
         ),
         _Metric(
             "seconds_per_train_image",
@@ -129,6 +133,7 @@ METRICS: dict[str, _Metric] = {
             "cost",
             "wall seconds of self-influence per training image",
             per_rate=False,
+            bounds=(0.0, float("inf")),
         ),
         _Metric(
             "seconds_per_test_image",
@@ -137,6 +142,7 @@ METRICS: dict[str, _Metric] = {
             "wall seconds of influence (a row of the matrix) per test image",
             per_rate=False,
             headline=1,
+            bounds=(0.0, float("inf")),
         ),
         _Metric(
             "peak_memory_mb",
@@ -146,6 +152,7 @@ METRICS: dict[str, _Metric] = {
             "larger of a repetition's self-influence and influence calls, mean over "
             "repetitions",
             per_rate=False,
+            bounds=(0.0, float("inf")),
         ),
     )
 }
@@ -414,11 +421,15 @@ def _gallery_items(cs, train, tests, test_x, matrices, cfg) -> list[dict]:
 
 
 # ------------------------------------------------------------------ aggregation
-def seed_summary(values, *, confidence: float = CONFIDENCE) -> dict:
+def seed_summary(
+    values, *, confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> dict:
     """Mean, two-sided ``confidence`` Student-t interval of the mean over seeds
     (``mean +- t_{n-1} * sd / sqrt(n)``, scipy.stats.t), sample standard deviation
     (ddof 1), min, max and n of the finite ``values``. Fewer than 2 finite values: no
-    interval (NaN)."""
+    interval (NaN). With ``bounds`` (the metric's range) the interval is intersected
+    with it: the mean lies in the range, so the intersection has the same coverage and
+    never shows an impossible value (an AUROC above 1)."""
     from scipy import stats
 
     v = np.asarray(values, dtype=np.float64)
@@ -433,6 +444,8 @@ def seed_summary(values, *, confidence: float = CONFIDENCE) -> dict:
             lo = hi = out["mean"]
         else:
             lo, hi = stats.t.interval(confidence, n - 1, loc=out["mean"], scale=sd / np.sqrt(n))
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
         out.update(sd=sd, ci_low=float(lo), ci_high=float(hi))
     else:
         out.update(sd=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
@@ -457,7 +470,7 @@ def _result_rows(per_seed: pd.DataFrame, cfg, dataset: str) -> list[dict]:
         m = METRICS[metric]
         groups = [(r, gg) for r, gg in g.groupby("rate", sort=True)] if m.per_rate else [(None, g)]
         for rate, gg in groups:
-            s = seed_summary(gg["value"].to_numpy())
+            s = seed_summary(gg["value"].to_numpy(), bounds=m.bounds)
             spread = (
                 f"sd {s['sd']:.4g}, range {s['min']:.4g} to {s['max']:.4g}"
                 if s["n"] >= 2
@@ -674,9 +687,9 @@ def _conventions(cfg) -> dict:
         f"(seed, rate); top-k with k = {cfg.per_test.top_k}; attribution AP and similarity "
         "rate over the anomalies, cardinality over all explained test images",
         "spread": f"mean over seeds, {CONFIDENCE:.0%} Student-t interval over seeds (n - 1 "
-        "degrees of freedom; with few seeds it is wide and may leave the metric's range, "
-        "e.g. above 1 for an AUROC: it is not clipped), standard deviation and range in the "
-        "note; per-seed values in per_seed.csv",
+        "degrees of freedom; with few seeds it is wide; intersected with the metric's range, "
+        "e.g. [0, 1] for an AUROC, which keeps its coverage), standard deviation and range "
+        "in the note; per-seed values in per_seed.csv",
         "cost": "wall seconds per training image (self-influence) and per test image "
         "(influence), on this machine's torch threads; peak memory = peak resident set size "
         "above its value at the start of the call, sampled every 2 ms",
@@ -773,7 +786,7 @@ def _ground_truth(cfg, splits, size) -> tuple[list[dict], dict]:
             if control:
                 raise
         for metric, vals in per.items():
-            summ = seed_summary(vals)
+            summ = seed_summary(vals, bounds=(-1.0, 1.0))  # rank correlations
             rows.append(
                 make_row(
                     detector=cfg.detector["name"],
