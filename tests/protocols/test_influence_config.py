@@ -146,3 +146,24 @@ def test_check_through_the_cli(capsys):
     assert main(["run", "contamination_quick", "--check"]) == 0
     out = capsys.readouterr().out
     assert "ok (config hash" in out and "grad_dot" in out
+
+
+def test_task_key_is_checked_and_influence_keys_need_it():
+    """A wrong ``task`` is named; influence keys without ``task: influence`` say so."""
+    import copy
+
+    import yaml
+
+    from xeval.assets import find_asset
+    from xeval.errors import ConfigError
+    from xeval.protocols.config import parse_config
+
+    raw = yaml.safe_load(find_asset("protocols", "contamination_quick").read_text())
+    bad = copy.deepcopy(raw)
+    bad["task"] = "influense"
+    with pytest.raises(ConfigError, match=r"task must be 'influence'.*'influense'"):
+        parse_config(bad)
+    del bad["task"]
+    with pytest.raises(ConfigError, match=r"needs 'task: influence'") as e:
+        parse_config(bad)
+    assert "'methods'" in str(e.value) and "'seeds'" in str(e.value)

@@ -189,10 +189,34 @@ def check_valid_video(cfg: VideoRunConfig) -> None:
             assert math.isfinite(v), f"non-finite number accepted at {path}: {v!r}"
 
 
+def check_valid_influence(cfg) -> None:
+    """An accepted influence configuration is usable and means something: the detector
+    recipe is allowed, every method and control is registered, the rates and seeds make
+    sense."""
+    from xeval.adapters.registry import check_recipe
+    from xeval.influence import INFLUENCE_METHODS
+    from xeval.influence.evaluation import INFLUENCE_BASELINES
+
+    assert isinstance(cfg.name, str) and cfg.name
+    assert cfg.seeds and all(isinstance(s, int) and s >= 0 for s in cfg.seeds)
+    assert isinstance(cfg.output, str) and cfg.output
+    assert cfg.contamination.rates and all(0 < r < 1 for r in cfg.contamination.rates)
+    assert len(cfg.config_hash()) == 16
+    json.dumps(cfg.to_dict(), default=str)
+    check_recipe(cfg.detectors[0].recipe())
+    assert cfg.methods and all(m.name in INFLUENCE_METHODS for m in cfg.methods)
+    assert all(b in INFLUENCE_BASELINES for b in cfg.baselines)
+    for path, v in _walk(cfg.to_dict()):
+        if isinstance(v, float):
+            assert math.isfinite(v), f"non-finite number accepted at {path}: {v!r}"
+
+
 def check_valid(cfg: RunConfig) -> None:
     """An accepted configuration is usable and means something."""
     if isinstance(cfg, VideoRunConfig):
         return check_valid_video(cfg)
+    if getattr(cfg, "task", "image") == "influence":
+        return check_valid_influence(cfg)
     assert isinstance(cfg, RunConfig)
     assert isinstance(cfg.name, str) and cfg.name
     assert isinstance(cfg.seed, int) and cfg.seed >= 0
@@ -320,7 +344,8 @@ def mutated_protocol(draw):
     name = draw(st.sampled_from(sorted(RAW)))
     doc = copy.deepcopy(RAW[name])
     if draw(st.booleans()):  # inline a detector's recipe to reach its params
-        for det in doc["detectors"]:
+        dets = doc.get("detectors") or [doc.get("detector")]  # influence: one `detector`
+        for det in dets:
             if isinstance(det, dict) and det.get("recipe") in RECIPES:
                 rec = copy.deepcopy(RECIPES[det.pop("recipe")])
                 rec["params"] = {**(rec.get("params") or {}), **(det.pop("params", None) or {})}

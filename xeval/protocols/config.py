@@ -110,6 +110,13 @@ _TOP_KEYS = {
     "scheduler",
     "threads_per_worker",
 }
+
+INFLUENCE_ONLY_KEYS = frozenset(
+    {"detector", "methods", "seeds", "contamination", "baselines", "per_test", "ground_truth", "l2"}
+)
+"""Top-level keys of an example-importance protocol (:mod:`xeval.protocols.influence`)
+that an image configuration does not have: a config with them and without
+``task: influence`` gets an error saying so."""
 _BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "1", "0"}
 """Strings that read as booleans: refused where a path is expected (a quoted "false"
 would otherwise be a folder named false)."""
@@ -541,6 +548,17 @@ def parse_config(raw, *, source: str | None = None):
 
     if is_influence_config(raw):
         return parse_influence_config(raw, source=source)
+    if "task" in raw:
+        raise ConfigError(
+            f"{where}: task must be 'influence' (an example-importance protocol; omit the "
+            f"key for image and video audits), got {raw['task']!r}"
+        )
+    influence_keys = sorted(set(raw) & INFLUENCE_ONLY_KEYS)
+    if influence_keys:
+        raise ConfigError(
+            f"{where}: keys {influence_keys} belong to an example-importance protocol, which "
+            "needs 'task: influence' at the top level"
+        )
     _check_keys(raw, _TOP_KEYS, where)
     for key in ("dataset", "detectors", "explainers"):
         _expect(key in raw, f"{where}: missing required key '{key}'")
