@@ -205,21 +205,6 @@ def test_pick_tests_takes_planted_types_only_and_never_a_planted_image():
     assert picked == _pick_tests(cs, max_anomalies=6, n_normal=2, seed=1)
 
 
-def test_html_escapes_every_string():
-    from pathlib import Path
-
-    from xeval.reports.influence import _html
-
-    page = _html(
-        "# <script>x</script>\n- a <img src=x onerror=1>\n| m | <b> |\n|---|---|\n| 1 | 2 |\n",
-        {},
-        Path("."),
-        {},
-    )
-    assert "<script>x" not in page and "&lt;script&gt;" in page
-    assert "<img src=x" not in page and "&lt;b&gt;" in page
-
-
 def test_peak_memory_sees_a_large_allocation():
     from xeval.engine.influence import _PeakMemory, _rss_bytes
 

@@ -19,7 +19,6 @@ only the page's own images and inline style):
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -32,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from xeval._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from xeval.reports.page import markdown_page
 
 __all__ = ["write_influence_report"]
 
@@ -308,7 +308,16 @@ def write_influence_report(res, cfg) -> dict:
         ]
     text = "\n".join(md) + "\n"
     files["results.md"] = atomic_write_text(out / "results.md", text)
-    files["index.html"] = atomic_write_text(out / "index.html", _html(text, figures, out, captions))
+    files["index.html"] = atomic_write_text(
+        out / "index.html",
+        markdown_page(
+            text,
+            figures,
+            out,
+            title="xeval example-importance audit",
+            caption=lambda k: captions.get(k, k),
+        ),
+    )
     files.update({f"figure:{k}": p for k, p in figures.items()})
     files["manifest.json"] = atomic_write_json(out / "manifest.json", m)
     return files
@@ -316,67 +325,3 @@ def write_influence_report(res, cfg) -> dict:
 
 def _safe(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", key)
-
-
-def _html(markdown_text: str, figures: dict, out: Path, captions: dict) -> str:
-    """A self-contained page: the markdown as escaped paragraphs and tables, figures as
-    images. Every string is escaped."""
-    body: list[str] = []
-    table: list[str] = []
-
-    def flush() -> None:
-        if not table:
-            return
-        rows = [r.strip().strip("|").split(" | ") for r in table if not set(r) <= set("|-: ")]
-        h = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-        b = "".join(
-            "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
-        )
-        body.append(f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>")
-        table.clear()
-
-    for line in markdown_text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("!["):
-            continue
-        if line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 4)
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<p class='item'>• {_inline(line[2:])}</p>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    flush()
-    for k, p in figures.items():
-        rel = html.escape(p.relative_to(out).as_posix(), quote=True)
-        cap = captions.get(k, k)
-        body.append(
-            f"<figure><img src='{rel}' alt='{html.escape(k, quote=True)}'>"
-            f"<figcaption>{html.escape(cap)}</figcaption></figure>"
-        )
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:first-child,td:nth-child(2),th{text-align:left}img{max-width:100%}"
-        "p.item{margin:0.2em 0}"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "img-src 'self'; style-src 'unsafe-inline'\">"
-        f"<title>xeval example-importance audit</title><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
-
-
-def _inline(text: str) -> str:
-    """Escape ``text``, then render ``**bold**`` and ```code```."""
-    t = html.escape(text).replace("\\*", "\x00")
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return t.replace("\x00", "*")

@@ -16,7 +16,6 @@ atomically, as for images):
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -29,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xeval._io import atomic_write_bytes, atomic_write_text
+from xeval.reports.page import markdown_page
 
 __all__ = ["write_video_report", "video_verdicts"]
 
@@ -539,7 +539,10 @@ def write_video_report(res, ds, cfg, *, verdicts: pd.DataFrame | None = None) ->
         md += ["## Figures", ""] + [f"![{k}]({p.relative_to(out)})" for k, p in figures.items()]
     text = "\n".join(md) + "\n"
     files["markdown"] = atomic_write_text(out / "results.md", text)
-    files["html"] = atomic_write_text(out / "index.html", _html(text, figures, out))
+    files["html"] = atomic_write_text(
+        out / "index.html",
+        markdown_page(text, figures, out, title="xeval video audit", caption=_caption),
+    )
     files.update({f"figure:{k}": p for k, p in figures.items()})
     return files
 
@@ -570,69 +573,3 @@ def _caption(key: str) -> str:
         if key.startswith(prefix + "_"):
             return f"{key[len(prefix) + 1 :]}: {CAPTIONS[prefix]}"
     return key
-
-
-def _html(markdown_text: str, figures: dict, out: Path) -> str:
-    """A self-contained page: the markdown rendered as escaped text blocks and tables,
-    figures as images. Every string is escaped."""
-    body = []
-    table: list[str] = []
-
-    def flush_table():
-        if not table:
-            return
-        rows = [r.strip().strip("|").split(" | ") for r in table if not set(r) <= set("|-: ")]
-        h = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-        b = "".join(
-            "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
-        )
-        body.append(f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>")
-        table.clear()
-
-    for line in markdown_text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        if line.startswith("!["):
-            continue
-        if line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 4)
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<p class='item'>• {_inline(line[2:])}</p>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    flush_table()
-    for k, p in figures.items():
-        rel = html.escape(str(p.relative_to(out)), quote=True)
-        body.append(
-            f"<figure><img src='{rel}' alt='{html.escape(k, quote=True)}'>"
-            f"<figcaption>{html.escape(_caption(k))}</figcaption></figure>"
-        )
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:first-child,td:nth-child(2),th{text-align:left}img{max-width:100%}"
-        "p.item{margin:0.2em 0}"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "img-src 'self'; style-src 'unsafe-inline'\">"
-        f"<title>xeval video audit</title><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
-
-
-def _inline(text: str) -> str:
-    """Escape ``text``, then render ``**bold**``, ``*italic*`` and ```code```."""
-    import re
-
-    t = html.escape(text).replace("\\*", "\x00")
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    t = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", t)
-    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return t.replace("\x00", "*")
