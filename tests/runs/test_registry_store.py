@@ -403,3 +403,24 @@ def test_any_results_table_round_trips_exactly(tmp_path, rows):
         x, y = got[col].to_numpy(float), df[col].to_numpy(float)
         ok = ~np.isnan(y)
         np.testing.assert_array_equal(np.signbit(x[ok]), np.signbit(y[ok]))  # -0.0 kept
+
+
+def test_negative_zero_and_whole_floats_keep_their_type_and_sign(tmp_path):
+    """SQLite stores whole-number floats of a REAL column as integers (losing -0.0):
+    the value columns have no declared type, so they come back as recorded."""
+    from xeval.results import make_row, results_frame
+    from xeval.runs.record import build_record, save_record
+
+    vals = [-0.0, 0.0, 2.0, float("inf"), float("-inf")]
+    df = results_frame(
+        [make_row(detector="d", explainer="e", dataset="x", category="c", metric="m",
+                  label=f"m{k}", value=v, ci_low=v, n=1) for k, v in enumerate(vals)]
+    )  # fmt: skip
+    reg = tmp_path / "r.sqlite"
+    rid = save_record(
+        build_record(command="run", run_dir=None, manifest={}, results=df), registry=reg
+    )
+    got = load_run(rid, registry=reg).results
+    for col in ("value", "ci_low"):
+        x = got[col].to_numpy(float)
+        assert x.tolist() == vals and np.signbit(x).tolist() == np.signbit(vals).tolist()

@@ -147,19 +147,21 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_finished ON runs (finished);
 CREATE INDEX runs_run_dir ON runs (run_dir_resolved);
+-- value columns have no declared type (BLOB affinity): a REAL column would store a
+-- whole-number float as an integer and lose the sign of -0.0
 CREATE TABLE results (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     detector TEXT, explainer TEXT, dataset TEXT, category TEXT, protocol TEXT,
     metric TEXT, label TEXT, family TEXT, params TEXT,
-    value REAL, ci_low REAL, ci_high REAL, n INTEGER,
+    value, ci_low, ci_high, n INTEGER,
     higher_is_better INTEGER, control INTEGER, headline INTEGER,
-    threshold REAL, note TEXT
+    threshold, note TEXT
 );
 CREATE INDEX results_run ON results (run_id);
 CREATE TABLE per_image (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     category TEXT NOT NULL, detector TEXT NOT NULL, explainer TEXT NOT NULL,
-    id TEXT NOT NULL, label TEXT NOT NULL, value REAL NOT NULL
+    id TEXT NOT NULL, label TEXT NOT NULL, value NOT NULL
 );
 CREATE INDEX per_image_run ON per_image (run_id, label);
 """
