@@ -414,7 +414,8 @@ def test_negative_zero_and_whole_floats_keep_their_type_and_sign(tmp_path):
     vals = [-0.0, 0.0, 2.0, float("inf"), float("-inf")]
     df = results_frame(
         [make_row(detector="d", explainer="e", dataset="x", category="c", metric="m",
-                  label=f"m{k}", value=v, ci_low=v, n=1) for k, v in enumerate(vals)]
+                  label=f"m{k}", value=v, ci_low=v, n=1, higher_is_better=True)
+         for k, v in enumerate(vals)]
     )  # fmt: skip
     reg = tmp_path / "r.sqlite"
     rid = save_record(
