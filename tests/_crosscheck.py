@@ -20,6 +20,7 @@ import pytest
 # package -> how to install it (the README's "Tests and cross-checks" section)
 INSTALL = {
     "quantus": 'pip install -e ".[crosscheck]"',
+    "rliable": 'pip install -e ".[crosscheck]"',
     "pyod": 'pip install -e ".[adapters]"',
     "anomalib": "the anomalib venv of the README (torch 2.14.1 + torchvision 0.29.1)",
 }
