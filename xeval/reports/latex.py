@@ -25,7 +25,6 @@ by :func:`~xeval.reports.data.with_statistics` when the report lacks them.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 
@@ -40,10 +39,10 @@ from xeval.reports.tables import (
     MetricTable,
     comparison_cells,
     comparison_groups,
-    format_value,
     metric_tables,
     ranking_rows,
     ranking_summary,
+    tabular_lines,
     tex_escape,
 )
 
@@ -219,7 +218,6 @@ def comparison_table_tex(title: str, metric: str, rows: pd.DataFrame, *, decimal
 def metric_table_tex(t: MetricTable, *, decimals: int = 3, ci: str = "pm") -> str:
     """One :class:`~xeval.reports.tables.MetricTable` as a ``table`` float."""
     cell, ci_phrase = CI_STYLES[ci]
-    best = t.best_mask(decimals=decimals)
     arrow = r"$\uparrow$" if t.higher_is_better else r"$\downarrow$"
     caption = f"{tex_escape(t.title)} ({arrow}). {tex_escape(t.legend(decimals=decimals))}."
     lines = [
@@ -227,28 +225,8 @@ def metric_table_tex(t: MetricTable, *, decimals: int = 3, ci: str = "pm") -> st
         r"\centering",
         rf"\caption{{{caption}}}",
         rf"\label{{{table_label(t.title)}}}",
-        r"\begin{tabular}{ll" + "r" * len(t.columns) + "}",
-        r"\toprule",
-        " & ".join(["Detector", "Explainer", *(tex_escape(c) for c in t.columns)]) + r" \\",
-        r"\midrule",
     ]
-    previous = None
-    for det, exp in t.rows:
-        if previous is not None and det != previous:
-            lines.append(r"\midrule")
-        previous = det
-        name = tex_escape(exp) + (r"$^\dagger$" if t.is_control(exp) else "")
-        cells = [tex_escape(det), name]
-        for c in t.columns:
-            v = t.value.at[(det, exp), c]
-            text = format_value(v, decimals=decimals)
-            if best.at[(det, exp), c]:
-                text = rf"\textbf{{{text}}}"
-            lo, hi = t.ci_low.at[(det, exp), c], t.ci_high.at[(det, exp), c]
-            if not (math.isnan(v) or pd.isna(lo) or pd.isna(hi)):
-                text = cell(text, float(lo), float(hi), decimals)
-            cells.append(text)
-        lines.append(" & ".join(cells) + r" \\")
+    lines += tabular_lines(t, decimals=decimals, cell=cell)
     notes = [f"{ci_phrase}; bold: best real explainer of the column"]
     if any(t.is_control(e) for _, e in t.rows):
         notes.append(

@@ -401,7 +401,6 @@ def latex_table(
     if not tables:
         raise InputError(f"metric {metric!r} is not in the results")
     t = tables[0]
-    best = t.best_mask(decimals=decimals)
     arrow = r"$\uparrow$" if t.higher_is_better else r"$\downarrow$"
     cap = caption if caption is not None else f"{_tex(t.title)} ({arrow})."
     lines = [
@@ -411,7 +410,18 @@ def latex_table(
     ]
     if label:
         lines.append(rf"\label{{{_tex(label)}}}")
-    lines += [
+    lines += tabular_lines(t, decimals=decimals)
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def tabular_lines(t: MetricTable, *, decimals: int, cell=None) -> list[str]:
+    """The ``tabular`` of a metric table up to its last row: the header, a
+    ``\\midrule`` between detectors, controls marked ``$^\\dagger$``, the best real
+    explainer of each column bold, and ``cell(text, ci_low, ci_high, decimals)`` (when
+    given) writing a value with its CI where the value and both bounds are defined."""
+    best = t.best_mask(decimals=decimals)
+    lines = [
         r"\begin{tabular}{ll" + "r" * len(t.columns) + "}",
         r"\toprule",
         " & ".join(["Detector", "Explainer", *(_tex(c) for c in t.columns)]) + r" \\",
@@ -424,11 +434,16 @@ def latex_table(
         previous = det
         cells = [_tex(det), _tex(exp) + (r"$^\dagger$" if t.is_control(exp) else "")]
         for c in t.columns:
-            text = format_value(t.value.at[(det, exp), c], decimals=decimals)
-            cells.append(rf"\textbf{{{text}}}" if best.at[(det, exp), c] else text)
+            v = t.value.at[(det, exp), c]
+            text = format_value(v, decimals=decimals)
+            if best.at[(det, exp), c]:
+                text = rf"\textbf{{{text}}}"
+            lo, hi = t.ci_low.at[(det, exp), c], t.ci_high.at[(det, exp), c]
+            if cell is not None and not (math.isnan(v) or pd.isna(lo) or pd.isna(hi)):
+                text = cell(text, float(lo), float(hi), decimals)
+            cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 _TEX_SPECIAL = {
